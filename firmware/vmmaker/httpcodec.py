@@ -1,0 +1,187 @@
+# HTTP/1.1 message codec. No sockets here: requests become bytes, and responses are
+# read from any object with readline()/read(n) (a socket stream or io.BytesIO).
+from .errors import ProtocolError, BodyTooLarge, ConfigError
+
+MAX_LINE = 4096
+MAX_HEADERS = 64
+
+
+def split_url(url):
+    """'https://host:port/path?q' -> (scheme, host, port, path). Relative paths are not URLs."""
+    i = url.find("://")
+    if i < 0:
+        raise ConfigError("not an absolute URL: %r" % url)
+    scheme = url[:i].lower()
+    if scheme not in ("http", "https"):
+        raise ConfigError("unsupported URL scheme %r: use http or https" % scheme)
+    rest = url[i + 3:]
+    j = rest.find("/")
+    hostport, path = (rest, "/") if j < 0 else (rest[:j], rest[j:])
+    q = hostport.find("?")
+    if q >= 0:  # "https://h?x" has its query before any slash
+        hostport, path = hostport[:q], "/" + hostport[q:]
+    if "@" in hostport:
+        raise ConfigError("credentials in URLs are not supported")
+    port = 443 if scheme == "https" else 80
+    c = hostport.rfind(":")
+    if c >= 0:
+        try:
+            port = int(hostport[c + 1:])
+        except ValueError:
+            raise ConfigError("bad port in URL %r" % url)
+        hostport = hostport[:c]
+    if not hostport:
+        raise ConfigError("URL has no host: %r" % url)
+    return scheme, hostport.lower(), port, path
+
+
+def encode_request(method, host, path, headers, body):
+    parts = [method, " ", path, " HTTP/1.1\r\nHost: ", host, "\r\n"]
+    for k in headers:
+        v = headers[k]
+        if "\r" in k or "\n" in k or "\r" in v or "\n" in v:
+            raise ConfigError("header %r contains a line break" % k)
+        parts.append(k)
+        parts.append(": ")
+        parts.append(v)
+        parts.append("\r\n")
+    if body is not None:
+        parts.append("Content-Length: %d\r\n" % len(body))
+    parts.append("Connection: close\r\n\r\n")
+    return "".join(parts).encode()
+
+
+def parse_status_line(line):
+    # b"HTTP/1.1 200 OK\r\n" -> 200
+    if not line:
+        raise ProtocolError("server closed the connection before answering")
+    if not line.startswith(b"HTTP/1.") or len(line) < 12 or line[8:9] != b" ":
+        raise ProtocolError("not an HTTP/1.x status line: %r" % line[:40])
+    try:
+        code = int(line[9:12])
+    except ValueError:
+        raise ProtocolError("bad status code in %r" % line[:40])
+    if code < 100 or code > 599:
+        raise ProtocolError("status code out of range: %d" % code)
+    return code
+
+
+def parse_header_line(line):
+    # b"Name: value\r\n" -> ("name", "value"); obsolete line folding is refused.
+    i = line.find(b":")
+    if i <= 0 or line[0] in b" \t":
+        raise ProtocolError("malformed header line %r" % line[:40])
+    try:
+        return line[:i].decode().strip().lower(), line[i + 1:].decode().strip()
+    except UnicodeError:
+        raise ProtocolError("header line is not text: %r" % line[:40])
+
+
+def body_framing(method, status, headers):
+    """('none'|'length'|'chunked'|'close', length) as RFC 9112 section 6.3 decides."""
+    if method == "HEAD" or status < 200 or status in (204, 304):
+        return "none", 0
+    te = headers.get("transfer-encoding")
+    if te is not None:
+        if te.lower().split(",")[-1].strip() != "chunked":
+            raise ProtocolError("unsupported Transfer-Encoding %r" % te)
+        return "chunked", 0
+    cl = headers.get("content-length")
+    if cl is not None:
+        try:
+            n = int(cl)
+        except ValueError:
+            raise ProtocolError("bad Content-Length %r" % cl)
+        if n < 0 or "," in cl:
+            raise ProtocolError("bad Content-Length %r" % cl)
+        return "length", n
+    return "close", 0
+
+
+def parse_chunk_size(line):
+    s = line.split(b";")[0].strip()
+    try:
+        n = int(s, 16)
+    except ValueError:
+        raise ProtocolError("bad chunk size line %r" % line[:40])
+    if n < 0:
+        raise ProtocolError("bad chunk size line %r" % line[:40])
+    return n
+
+
+def _line(stream):
+    line = stream.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE:
+        raise ProtocolError("response line longer than %d bytes" % MAX_LINE)
+    return line
+
+
+def _exact(stream, n):
+    # Read exactly n bytes; a peer holding the connection open after them is fine.
+    buf = b""
+    while len(buf) < n:
+        chunk = stream.read(n - len(buf))
+        if not chunk:
+            raise ProtocolError("connection closed after %d of %d body bytes" % (len(buf), n))
+        buf += chunk
+    return buf
+
+
+def read_head(stream):
+    """Status line and headers -> (status, headers dict with lower-case names)."""
+    status = parse_status_line(_line(stream))
+    headers = {}
+    while True:
+        line = _line(stream)
+        if line in (b"\r\n", b"\n"):
+            return status, headers
+        if not line:
+            raise ProtocolError("connection closed inside the response headers")
+        if len(headers) >= MAX_HEADERS:
+            raise ProtocolError("more than %d response headers" % MAX_HEADERS)
+        k, v = parse_header_line(line)
+        if k in headers and k != "set-cookie":
+            if k == "content-length" and headers[k] != v:
+                raise ProtocolError("conflicting Content-Length headers")
+            v = headers[k] + ", " + v if k != "content-length" else v
+        headers[k] = v
+
+
+def read_body(stream, mode, length, max_body):
+    if mode == "none":
+        return b""
+    if mode == "length":
+        if length > max_body:
+            raise BodyTooLarge("body of %d bytes exceeds max_body=%d" % (length, max_body))
+        return _exact(stream, length)
+    if mode == "chunked":
+        out = b""
+        while True:
+            n = parse_chunk_size(_line(stream))
+            if n == 0:
+                while _line(stream) not in (b"\r\n", b"\n", b""):
+                    pass  # trailers are read and dropped
+                return out
+            if len(out) + n > max_body:
+                raise BodyTooLarge("chunked body exceeds max_body=%d" % max_body)
+            out += _exact(stream, n)
+            if _line(stream) not in (b"\r\n", b"\n"):
+                raise ProtocolError("chunk not followed by CRLF")
+    out = b""
+    while True:  # close-delimited
+        chunk = stream.read(512)
+        if not chunk:
+            return out
+        if len(out) + len(chunk) > max_body:
+            raise BodyTooLarge("body exceeds max_body=%d" % max_body)
+        out += chunk
+
+
+def read_response(stream, method, max_body):
+    """-> (status, headers, body). Interim 1xx answers are skipped."""
+    while True:
+        status, headers = read_head(stream)
+        if status >= 200 or status == 101:
+            break
+    mode, n = body_framing(method, status, headers)
+    return status, headers, read_body(stream, mode, n, max_body)

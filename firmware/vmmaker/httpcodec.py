@@ -36,6 +36,9 @@ def split_url(url):
 
 
 def encode_request(method, host, path, headers, body):
+    for s in (method, path):  # a redirect's Location must not smuggle a second request
+        if "\r" in s or "\n" in s or " " in s:
+            raise ConfigError("request line part %r contains a space or line break" % s[:60])
     parts = [method, " ", path, " HTTP/1.1\r\nHost: ", host, "\r\n"]
     for k in headers:
         v = headers[k]
@@ -88,25 +91,18 @@ def body_framing(method, status, headers):
         return "chunked", 0
     cl = headers.get("content-length")
     if cl is not None:
-        try:
-            n = int(cl)
-        except ValueError:
+        # 1*DIGIT only: int() would also take "+5", "1_0" and " 5".
+        if not cl or cl.strip("0123456789"):
             raise ProtocolError("bad Content-Length %r" % cl)
-        if n < 0 or "," in cl:
-            raise ProtocolError("bad Content-Length %r" % cl)
-        return "length", n
+        return "length", int(cl)
     return "close", 0
 
 
 def parse_chunk_size(line):
     s = line.split(b";")[0].strip()
-    try:
-        n = int(s, 16)
-    except ValueError:
+    if not s or s.strip(b"0123456789abcdefABCDEF"):  # int(s, 16) takes "0x1", "-1", "1_0"
         raise ProtocolError("bad chunk size line %r" % line[:40])
-    if n < 0:
-        raise ProtocolError("bad chunk size line %r" % line[:40])
-    return n
+    return int(s, 16)
 
 
 def _line(stream):

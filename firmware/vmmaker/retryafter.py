@@ -33,7 +33,7 @@ def parse(value, now_unix):
     if value is None:
         return None
     v = value.strip()
-    if v.isdigit():  # whole seconds only: "-1", "+1", "1.0" are rejected, as urllib3 does
+    if v and not v.strip("0123456789"):  # ASCII digits only: "-1", "+1", "1.0" are rejected
         return int(v)
     t = http_date(v)
     if t is None:

@@ -226,6 +226,30 @@ def test_307_after_post_keeps_method_body_and_key(device):
     assert second.headers["idempotency-key"] == first.headers["idempotency-key"]
 
 
+def test_failover_after_303_resends_post_with_content_type(device):
+    # A 303 turns *that hop* into a GET; if the GET then fails, the failover must resend the
+    # caller's original POST intact (body and its Content-Type), not a half-stripped copy.
+    def respond(conn, request, n):
+        if request.method == "POST":
+            conn.sendall(http_response(303, headers=[("Location", "/v1/b")]))
+        else:
+            conn.sendall(http_response(503, b"{}", [("X-VMM-Reason", "network-error")]))
+
+    def backup_respond(conn, request, n):
+        conn.sendall(http_response(201, b"{}"))
+
+    with Scripted(respond) as srv, Scripted(backup_respond) as backup:
+        cfg = fr_api_config({PRIMARY: srv.address, BACKUP: backup.address}, max_attempts=2,
+                            alternates={})
+        out = device_call(device, cfg, 'c.post("/v1/a", json={"v": 1})')
+    assert out["ok"], out
+    assert [r.method for r in srv.requests] == ["POST", "GET"]
+    resent = backup.requests[0]
+    assert (resent.method, resent.path, resent.json()) == ("POST", "/v1/a", {"v": 1})
+    assert resent.headers.get("content-type") == "application/json"
+    assert resent.headers["idempotency-key"] == srv.requests[0].headers["idempotency-key"]
+
+
 # -- TLS ----------------------------------------------------------------------------------
 
 

@@ -209,6 +209,7 @@ class Client:
                 raise RedirectError("refused redirect from https to http (%s)" % nhost)
             if nhost not in self.allow:
                 raise RedirectError("refused redirect to %s: not a VM Maker host (allow_hosts)" % nhost)
+            call.history.append((host, status))
             self._log("redirect %d -> %s" % (status, nhost))
             if status == 303 and method != "HEAD":
                 method, body = "GET", None

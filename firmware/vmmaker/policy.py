@@ -163,7 +163,7 @@ class Call:
                 return None
             p.tokens -= 1
             sleep = max(sleep, p.backoff_ms(self.attempts - 1))
-        if self.attempts and sleep >= self.left_ms():
+        if (self.attempts or sleep) and sleep >= self.left_ms():  # never sleep past the deadline
             self.stop = "deadline of %d ms reached" % p.deadline_ms
             return None
         self.idx = pick

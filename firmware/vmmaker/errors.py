@@ -14,7 +14,7 @@ class AuthError(VMMakerError):
     """The server rejected the credentials (401/403 without a failover reason)."""
 
     def __init__(self, msg, response=None):
-        VMMakerError.__init__(self, msg)
+        super().__init__(msg)  # MicroPython exceptions have no VMMakerError.__init__
         self.response = response
 
 

@@ -132,6 +132,7 @@ def cmd_run(args):
     app = os.path.abspath(args.app)
     log = sys.stderr
     with World() as world:
+        demo.seed_data(world)
         demo.apply_scenario(world, args.region, args.service, args.scenario)
         config = world.device_config(args.region, args.service, **overrides)
         with Device(_interpreter(args), heap=args.heap, source=args.source) as device:
@@ -163,22 +164,22 @@ def cmd_run(args):
 
 
 def _print_world_log(world, log):
-    log.write("[vmmaker-sim] what the servers saw:\n")
-    seen = False
-    for host, server in sorted(world.servers.items()):
+    """Everything the servers saw and recorded, in time order."""
+    lines = []
+    for host, server in world.servers.items():
         for r in server.requests:
-            seen = True
-            log.write("[vmmaker-sim]   %-36s %-6s %-18s -> %s %s\n" % (
-                host, r.method, r.target, r.status, r.reason or ""))
+            lines.append((r.time, "%-34s %-6s %-18s -> %s %s" % (
+                host, r.method, r.target, r.status, r.reason or "")))
         for c in server.connections:
             if c.error or c.mode != "normal":
-                seen = True
-                log.write("[vmmaker-sim]   %-36s connection (mode %s)%s\n" % (
-                    host, c.mode, (": " + c.error) if c.error else ""))
+                lines.append((c.time, "%-34s connection in mode %s%s" % (
+                    host, c.mode, (": " + c.error) if c.error else "")))
     for e in world.events:
-        seen = True
-        log.write("[vmmaker-sim]   event %s on %s by %s (%s)\n" % (e["kind"], e["on"], e["by"], e["request"]))
-    if not seen:
+        lines.append((e["time"], "event %s on %s by %s (%s)" % (e["kind"], e["on"], e["by"], e["request"])))
+    log.write("[vmmaker-sim] what the servers saw:\n")
+    for _, text in sorted(lines, key=lambda item: item[0]):
+        log.write("[vmmaker-sim]   %s\n" % text.rstrip())
+    if not lines:
         log.write("[vmmaker-sim]   nothing\n")
 
 
@@ -216,6 +217,7 @@ def cmd_serve(args):
     out = sys.stdout
     try:
         with World() as world:
+            demo.seed_data(world)
             for r, s, flow in scenarios:
                 demo.apply_scenario(world, r, s, flow)
             with open(ca_path, "wb") as f:
@@ -235,6 +237,14 @@ def cmd_serve(args):
             else:
                 out.write("device config (%s/%s), save as vmmaker.json on the simulated board:\n%s\n"
                           % (region, service, text))
+            host = host_name(region, service)
+            port = world.hosts[host][1]
+            key = ('-H "Authorization: Bearer %s"' % config["token"]) if service == "own" else \
+                ('-H "X-API-Key: %s"' % config["api_key"])
+            out.write("try it: curl --cacert %s --resolve %s:%d:127.0.0.1 %s https://%s:%d/v1/%s\n"
+                      % (ca_path, host, port, key, host, port, demo.COMMAND))
+            out.write("device code on this machine: vmmaker.Client.from_file(<config>) (the hosts "
+                      "map points every VM Maker name at 127.0.0.1)\n")
             out.write("ready; Ctrl-C to stop\n")
             out.flush()
             while not stop.wait(0.2):
@@ -263,7 +273,8 @@ def build_parser():
         sp.add_argument("--python", action="store_true",
                         help="run the device code under CPython instead of MicroPython")
         sp.add_argument("--heap", metavar="SIZE",
-                        help="MicroPython GC heap, passed as -X heapsize=SIZE (e.g. 128k)")
+                        help="MicroPython GC heap, passed as -X heapsize=SIZE, e.g. 128K (on the unix "
+                             "port TLS allocates from it too: below ~112K the handshakes fail)")
 
     d = sub.add_parser("demo", help="run every seed failure flow on a simulated board and check it")
     device_opts(d)

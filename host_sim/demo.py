@@ -12,12 +12,22 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from host_sim.runner import EXAMPLES, Device
-from host_sim.world import FLOWS, REGIONS, World, host_name
+from host_sim.world import ENDPOINTS, FLOWS, REGIONS, World, host_name
 
 APP = EXAMPLES / "device_app.py"
 COMMAND = "command"
 TELEMETRY = "telemetry"
-CLEAN = {"action": "set-led", "value": "green", "rev": 7}  # seeded so flow 5 has data to restore
+
+
+def command_data(region, service):
+    """The command every endpoint's databases hold (seeded by `seed_data`)."""
+    return {"action": "set-led", "value": "green", "rev": 7, "stored_in": "%s/%s" % (region, service)}
+
+
+def seed_data(world):
+    """Give every endpoint a command to serve, so answers carry data (and flow 5 can restore it)."""
+    for region, service in ENDPOINTS:
+        world.put_data(region, service, COMMAND, command_data(region, service))
 
 # Settings the demo shortens so the whole run takes seconds; printed at the top of the demo.
 FAST = {"backoff_base": 0.05}
@@ -164,8 +174,9 @@ def restored(region, service):
         primary = world.db(region, service, "primary")
         backup = world.db(region, service, "backup")
         got = ctx["results"].get(GET, {}).get("data")
-        ok = (not primary.corrupted and primary.get(COMMAND) == CLEAN and got == CLEAN
-              and backup.get(COMMAND) == CLEAN)
+        clean = command_data(region, service)
+        ok = (not primary.corrupted and primary.get(COMMAND) == clean and got == clean
+              and backup.get(COMMAND) == clean)
         return ok, "device got the clean data %s; primary copy repaired (corrupted=%s)" % (
             json.dumps(got), primary.corrupted)
     return check
@@ -180,16 +191,14 @@ def no_request_reached(region, service, role, why):
     return check
 
 
-def _seed_clean(world):
-    world.put_data("fr", "cloud", COMMAND, CLEAN)
-
-
 def _slow_primary(world):
     world.set_delay(host_name("tr", "cloud", "primary"), 1.5)
 
 
 def _backup(region, service, **more):
     d = {"server": "%s/%s/backup" % (region, service), "role": "backup", "region": region}
+    if more.get("status") == 200:
+        d["data"] = command_data(region, service)  # synchronised: the backup has the same data
     d.update(more)
     return d
 
@@ -223,11 +232,10 @@ def catalogue():
              [answered_by(GET), event("notify-failover", "fr", "api"), write_once]),
         Flow("data-corruption", 5, "fr", "cloud", "data-corruption",
              "422 data corruption: clean data restored from the backup",
-             {GET: _backup("fr", "cloud", status=200, first=422, data=CLEAN),
+             {GET: _backup("fr", "cloud", status=200, first=422),
               POST: {"server": "fr/cloud/primary", "status": 201, "attempts": 1}},
              [answered_by(GET), event("restore-from-backup", "fr", "cloud"), restored("fr", "cloud"),
               write_once],
-             setup=_seed_clean,
              note="the backup repairs the primary copy, so the POST is served by the primary again"),
         Flow("auth-down", 6, "usa", "api", "auth-down",
              "502 auth server down: backup answers on cached auth, marked temporary",
@@ -237,7 +245,7 @@ def catalogue():
         Flow("regional-outage", 7, "usa", "cloud", "regional-outage",
              "503 regional outage: answer from an alternate region",
              {GET: {"server": "de/cloud/primary", "region": "de", "status": 200, "first": 503,
-                    "attempts": 2},
+                    "attempts": 2, "data": command_data("de", "cloud")},
               POST: {"server": "de/cloud/primary", "region": "de", "status": 201}},
              [answered_by(GET),
               request_count("usa", "cloud", "backup", 0, why="a regional outage skips the region's backup"),
@@ -344,6 +352,7 @@ def run_flow(flow, interpreter="micropython", heap=None, timeout=45):
     """Run one flow in its own world -> a result dict (see `summary_row`)."""
     t0 = time.monotonic()
     with World() as world:
+        seed_data(world)
         if flow.setup:
             flow.setup(world)
         apply_scenario(world, flow.region, flow.service, flow.scenario)
@@ -464,13 +473,13 @@ def _wrap(text, width):
 
 
 def print_table(rows, out):
-    cols = [("flow", 22), ("region/service", 14), ("seed expects", 38), ("observed", 46), ("ok", 4)]
+    cols = [("flow", 20), ("region/service", 14), ("seed expects", 34), ("observed", 44), ("ok", 4)]
     sep = "  "
     out.write("\n" + sep.join(name.ljust(n) for name, n in cols).rstrip() + "\n")
     out.write(sep.join("-" * n for _, n in cols) + "\n")
     for r in rows:
-        cells = [[r["flow"]], ["%s/%s" % (r["region"], r["service"])], _wrap(r["expected"], 38),
-                 _wrap(r["observed"], 46), ["ok" if r["ok"] else "FAIL"]]
+        cells = [[r["flow"]], ["%s/%s" % (r["region"], r["service"])], _wrap(r["expected"], 34),
+                 _wrap(r["observed"], 44), ["ok" if r["ok"] else "FAIL"]]
         for i in range(max(len(c) for c in cells)):
             out.write(sep.join((c[i] if i < len(c) else "").ljust(n)
                                for c, (_, n) in zip(cells, cols)).rstrip() + "\n")

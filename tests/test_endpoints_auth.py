@@ -31,3 +31,12 @@ def test_endpoints_auth(interp, case, tmp_path_factory):
 
 def test_endpoints_auth_script_complete(interp, tmp_path_factory):
     check_complete(ENDPOINTS, interp, tmp_path_factory, env=ENV)
+
+
+@pytest.mark.parametrize("case", case_names(CLIENT))
+def test_client(interp, case, tmp_path_factory):
+    check_case(CLIENT, interp, case, tmp_path_factory)
+
+
+def test_client_script_complete(interp, tmp_path_factory):
+    check_complete(CLIENT, interp, tmp_path_factory)

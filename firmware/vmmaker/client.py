@@ -117,7 +117,8 @@ class Client:
         plan, path, fixed = self._target(url)
         call = self.policy.start(plan, method, _has(hdrs, "idempotency-key"))
         if timeout is not None:
-            call.deadline = port.ticks_add(port.ticks_ms(), int(timeout * 1000))
+            clock = self.policy.clock  # the policy's clock, which may be injected
+            call.deadline = clock.ticks_add(clock.ticks_ms(), int(timeout * 1000))
         last = None
         while True:
             step = call.next()
@@ -184,6 +185,7 @@ class Client:
     def _send(self, method, target, path, hdrs, body, call):
         """One attempt: send, then follow redirects within the call's deadline."""
         scheme, host, portno = target
+        hdrs = dict(hdrs)  # a 303 drops Content-* for its hops only, not for later attempts
         portno = portno or (443 if scheme == "https" else 80)
         origin = (scheme, host, portno)
         for hop in range(self.max_redirects + 1):

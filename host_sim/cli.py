@@ -79,7 +79,7 @@ def cmd_demo(args):
               "not shortened (the backup answers at once; the primary stays fenced).\n"
               % (demo.FAST_NOTE, demo.SHORT_NOTE))
     out.write("device app: %s (GET /v1/%s, then POST /v1/%s)\n" % (
-        os.path.relpath(demo.APP), demo.COMMAND, demo.TELEMETRY))
+        demo.APP, demo.COMMAND, demo.TELEMETRY))
     out.flush()
     rows = demo.run_all(flows, interp, args.heap, jobs=args.jobs)
     elapsed = time.monotonic() - t0

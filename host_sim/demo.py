@@ -486,7 +486,7 @@ def print_table(rows, out):
 
 
 SUMMARY_KEYS = ("flow", "number", "name", "region", "service", "scenario", "expected", "observed",
-                "ok", "interpreter", "attempts", "statuses", "server", "exit_status", "problems",
+                "ok", "interpreter", "interpreter_note", "attempts", "statuses", "server", "exit_status", "problems",
                 "checks", "calls", "seconds")
 
 

@@ -168,3 +168,17 @@ def test_serve_rejects_bad_scenario():
     proc = cli("serve", "--scenario", "tr/api", timeout=30)
     assert proc.returncode == 2
     assert "REGION/SERVICE/FLOW" in proc.stderr
+
+
+def test_demo_says_when_it_falls_back_to_cpython(monkeypatch, capsys):
+    # A platform without a MicroPython build: the runner uses CPython and the demo says so.
+    from host_sim import cli as cli_module, runner
+    monkeypatch.setattr(runner, "micropython_path", lambda: None)
+    monkeypatch.setattr(cli_module, "micropython_path", lambda: None)
+    rc = cli_module.main(["demo", "--json", "--flow", "network-error"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    rows = json.loads(captured.out)
+    assert rows[0]["interpreter"] == "cpython"
+    assert "running on CPython instead" in rows[0]["interpreter_note"]
+    assert "NOTE: no MicroPython build" in captured.err

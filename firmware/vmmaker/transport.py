@@ -38,8 +38,8 @@ class SocketTransport:
             try:
                 stream = port.open_stream(host, addr, self._tls() if scheme == "https" else None,
                                           budget(self.connect_timeout_ms))
-            except VMMakerError:
-                raise
+            except (VMMakerError, MemoryError):
+                raise  # out of RAM is not a network failure: no failover would help
             except Exception as e:
                 if port.is_tls_error(e):
                     raise TLSError("TLS handshake with %s failed (certificate or host name "
@@ -56,6 +56,8 @@ class SocketTransport:
                                            method, self.max_body)
         except VMMakerError as e:
             e.sent = sent
+            raise
+        except MemoryError:
             raise
         except Exception as e:
             if port.is_timeout(e):

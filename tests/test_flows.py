@@ -123,6 +123,8 @@ def test_flow1_redirect_to_backup_carries_fresh_credentials(device, world):
     (moved,) = requests_to(world, "tr", "own", "backup")
     assert moved.method == "POST" and moved.json() == {"qty": 2}  # 302 keeps method and body
     assert moved.headers["authorization"] == "Bearer " + cfg["token"]
+    # PROTOCOL.md: X-VMM-Attempt is 1, then +1 for each retry, failover and redirect
+    assert [r.headers["x-vmm-attempt"] for r in (first, second, moved)] == ["1", "2", "3"]
     keys = {r.headers["idempotency-key"] for r in (first, second, moved)}
     assert len(keys) == 1
     assert world.db("tr", "own", "primary").get("order") == {"qty": 2}  # replicated
@@ -275,6 +277,7 @@ def test_expired_jwt_is_refreshed_once(device, world):
     assert (first.status, first.reason) == (401, "token-expired")
     assert first.headers["authorization"] == "Bearer " + expired
     assert second.headers["authorization"] == "Bearer " + fresh
+    assert [r.headers["x-vmm-attempt"] for r in (first, second)] == ["1", "2"]
     assert not requests_to(world, "tr", "own", "backup")
 
 

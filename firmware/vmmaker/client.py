@@ -119,6 +119,7 @@ class Client:
         if timeout is not None:
             clock = self.policy.clock  # the policy's clock, which may be injected
             call.deadline = clock.ticks_add(clock.ticks_ms(), int(timeout * 1000))
+        call.sent = 0  # requests put on the wire: X-VMM-Attempt counts tries, failovers and hops
         last = None
         while True:
             step = call.next()
@@ -128,7 +129,6 @@ class Client:
             if sleep:
                 self._log("wait %d ms" % sleep)
                 self.sleep_ms(sleep)
-            hdrs["X-VMM-Attempt"] = str(call.attempts)
             try:
                 resp = self._send(method, fixed or (self.scheme, ep.host, None), path, hdrs, body, call)
             except (RedirectError, ConfigError):
@@ -199,6 +199,8 @@ class Client:
             left = call.left_ms()
             if left <= 0:
                 raise RequestTimeout("deadline reached after %d redirects" % hop)
+            call.sent += 1
+            h["X-VMM-Attempt"] = str(call.sent)
             status, rh, content = self.transport.send(scheme, host, portno, method, path, h, body, left)
             url = "%s://%s%s" % (scheme, host, path)
             loc = rh.get("location")

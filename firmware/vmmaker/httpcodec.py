@@ -75,7 +75,9 @@ def parse_header_line(line):
     if i <= 0 or line[0] in b" \t":
         raise ProtocolError("malformed header line %r" % line[:40])
     try:
-        return line[:i].decode().strip().lower(), line[i + 1:].decode().strip()
+        # Strip and lower-case the bytes (OWS is SP/HTAB): str.strip()/lower() treat
+        # non-ASCII characters differently on CPython and MicroPython.
+        return line[:i].strip(b" \t").lower().decode(), line[i + 1:].strip(b" \t\r\n").decode()
     except UnicodeError:
         raise ProtocolError("header line is not text: %r" % line[:40])
 
@@ -86,7 +88,7 @@ def body_framing(method, status, headers):
         return "none", 0
     te = headers.get("transfer-encoding")
     if te is not None:
-        if te.lower().split(",")[-1].strip() != "chunked":
+        if te.lower().split(",")[-1].strip(" \t") != "chunked":
             raise ProtocolError("unsupported Transfer-Encoding %r" % te)
         return "chunked", 0
     cl = headers.get("content-length")

@@ -32,7 +32,7 @@ def parse(value, now_unix):
     """Seconds to wait, or None when the header is absent or malformed."""
     if value is None:
         return None
-    v = value.strip()
+    v = value.strip(" \t")  # not str.strip(): its whitespace set differs by port
     if v and not v.strip("0123456789"):  # ASCII digits only: "-1", "+1", "1.0" are rejected
         return int(v)
     t = http_date(v)

@@ -54,6 +54,27 @@ table("header_ok_", [
     ("empty_value", b"X-Empty:\r\n", ("x-empty", "")),
 ], lambda line, want: eq(httpcodec.parse_header_line(line), want))
 
+# Only SP and HTAB are optional whitespace; CPython's str.strip() would also eat
+# U+00A0 or \x1c, MicroPython's would not, so the codec strips bytes itself.
+table("header_ows_", [
+    ("nbsp_kept", b"X-A: \xc2\xa0v\r\n", ("x-a", "\u00a0v")),
+    ("fs_kept", b"X-A: v\x1c\r\n", ("x-a", "v\x1c")),
+    ("name_fs_kept", b"X-A\x1c: v\r\n", ("x-a\x1c", "v")),
+    ("non_ascii_name_not_lowered", b"\xc3\x84: v\r\n", ("\u00c4", "v")),
+    ("tabs", b"X-A:\t v \t\r\n", ("x-a", "v")),
+], lambda line, want: eq(httpcodec.parse_header_line(line), want))
+
+
+@case("content_length_odd_whitespace_refused")
+def _():
+    raises(ProtocolError, resp, head("200 OK", "Content-Length: 2\x1c") + b"hi")
+
+
+@case("transfer_encoding_odd_whitespace_refused")
+def _():
+    raises(ProtocolError, resp, head("200 OK", "Transfer-Encoding:\u00a0chunked") + b"1\r\nx\r\n0\r\n\r\n")
+
+
 table("header_bad_", [
     ("no_colon", b"NoColonHere\r\n"),
     ("empty_name", b": value\r\n"),
@@ -383,6 +404,7 @@ table("retry_after_", [
     ("empty", "", 0, None),
     ("garbage", "soon", 0, None),
     ("superscript", "\u00b2", 0, None),
+    ("nbsp", "\u00a05", 0, None),
     ("not_gmt", "Sun, 06 Nov 1994 08:49:37 PST", 0, None),
     ("bad_month", "Sun, 06 Foo 1994 08:49:37 GMT", 0, None),
     ("bad_hour", "Sun, 06 Nov 1994 25:49:37 GMT", 0, None),

@@ -22,7 +22,7 @@ sys.path.insert(0, str(FIRMWARE))
 from vmmaker import httpcodec  # noqa: E402
 from vmmaker.errors import BodyTooLarge, ProtocolError  # noqa: E402
 
-from tests.device_cases.host import HERE  # noqa: E402
+from tests.device_cases.host import HEAP, HERE  # noqa: E402
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -226,7 +226,7 @@ def test_differential_cpython_vs_micropython(tmp_path):
     (tmp_path / "fuzz_inputs.jsonl").write_text("".join(
         json.dumps([m, c, base64.b64encode(r).decode()]) + "\n" for m, c, r in inputs))
     shutil.copy(str(HERE / "codec_differential.py"), str(tmp_path))
-    with Device("micropython", flash_dir=tmp_path) as dev:
+    with Device("micropython", heap=HEAP, flash_dir=tmp_path) as dev:
         proc = dev.run(tmp_path / "codec_differential.py", timeout=120)
     assert proc.returncode == 0, proc.stderr
     device = [json.loads(l) for l in (tmp_path / "fuzz_results.jsonl").read_text().splitlines()]

@@ -10,6 +10,9 @@ import pytest
 from host_sim.runner import Device, FIRMWARE
 
 HERE = Path(__file__).resolve().parent
+# A board-sized GC heap for MicroPython (the case scripts themselves are compiled on the
+# "device" from source, which costs most of it).
+HEAP = "256k"
 _RUNS = {}
 
 
@@ -58,7 +61,7 @@ def run_script(script, interp, tmp_path_factory, env=None, setup=None):
         shutil.copy(str(script), str(flash))
         if setup is not None:
             setup(flash)
-        with Device(interp, flash_dir=flash) as dev:
+        with Device(interp, heap=HEAP, flash_dir=flash) as dev:
             proc = dev.run(flash / script.name, timeout=120, env=env)
         _RUNS[key] = ScriptRun(proc, case_names(script))
     return _RUNS[key]

@@ -8,19 +8,23 @@ class ApiKey:
     def __init__(self, key):
         if not key or not isinstance(key, str):
             raise ConfigError("api_key is missing or empty: put the device's API key in the config")
-        self._secret = key
+        self._value = key  # the whole header value, built once rather than per request
 
     def apply(self, headers):
-        headers[self.header] = self._secret
+        headers[self.header] = self._value
+
+    def remove(self, headers):
+        if self.header in headers:
+            del headers[self.header]
 
     def refresh(self):
         return False
 
     def __repr__(self):
-        return "<ApiKey ****>"
+        return "<%s ****>" % type(self).__name__
 
 
-class Bearer:
+class Bearer(ApiKey):
     """JWT for TR own systems; token_provider() is called for a fresh token on expiry."""
     header = "Authorization"
 
@@ -28,7 +32,7 @@ class Bearer:
         if provider is None and not token:
             raise ConfigError("service 'own' needs a JWT: set 'token' or 'token_provider'")
         self._provider = provider
-        self._secret = token or self._fetch()
+        self._value = "Bearer " + (token or self._fetch())
 
     def _fetch(self):
         try:
@@ -39,17 +43,11 @@ class Bearer:
             raise AuthError("token_provider returned no token")
         return t
 
-    def apply(self, headers):
-        headers[self.header] = "Bearer " + self._secret
-
     def refresh(self):
         if self._provider is None:
             return False
-        self._secret = self._fetch()
+        self._value = "Bearer " + self._fetch()
         return True
-
-    def __repr__(self):
-        return "<Bearer ****>"
 
 
 CREDENTIAL_HEADERS = ("x-api-key", "authorization", "cookie", "proxy-authorization")

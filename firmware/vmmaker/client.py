@@ -10,6 +10,7 @@ from .transport import SocketTransport
 from .errors import ConfigError, AuthError, RedirectError, RequestTimeout, CircuitOpen, with_history
 
 VERSION = "0.1.0"
+_AGENT = "vmmaker-sdk/" + VERSION
 REDIRECTS = (301, 302, 303, 307, 308)
 
 # Every key a config may hold, with its default; anything else is a typo worth reporting.
@@ -95,31 +96,30 @@ class Client:
     def delete(self, url, **kw):
         return self.request("DELETE", url, **kw)
 
-    def _log(self, msg):
-        if self.trace:
-            self.trace(msg)
-
     def request(self, method, url, headers=None, data=None, json=None, timeout=None):
         """Send one call with failover. `url` is '/v1/x', 'x' (-> /v1/x) or a full VM Maker URL."""
         method = method.upper()
-        hdrs = {"User-Agent": "vmmaker-sdk/" + VERSION}
-        for k in (headers or {}):
-            hdrs[k] = headers[k]
+        hdrs = {"User-Agent": _AGENT}
+        keyed = False
+        if headers:
+            for k in headers:
+                hdrs[k] = headers[k]
+                keyed = keyed or k.lower() == "idempotency-key"
         body = data
         if json is not None:
             body = _json.dumps(json)
             hdrs.setdefault("Content-Type", "application/json")
         if isinstance(body, str):
             body = body.encode()
-        if method in ("POST", "PATCH") and not _has(hdrs, "idempotency-key"):
+        if method in ("POST", "PATCH") and not keyed:
             # One key for every retry and failover of this call: the server de-duplicates.
             hdrs["Idempotency-Key"] = _hex(port.random_bytes(16))
+            keyed = True
         plan, path, fixed = self._target(url)
-        call = self.policy.start(plan, method, _has(hdrs, "idempotency-key"))
+        call = self.policy.start(plan, method, keyed)
         if timeout is not None:
             clock = self.policy.clock  # the policy's clock, which may be injected
             call.deadline = clock.ticks_add(clock.ticks_ms(), int(timeout * 1000))
-        call.sent = 0  # requests put on the wire: X-VMM-Attempt counts tries, failovers and hops
         last = None
         while True:
             step = call.next()
@@ -127,7 +127,8 @@ class Client:
                 break
             ep, sleep = step
             if sleep:
-                self._log("wait %d ms" % sleep)
+                if self.trace:
+                    self.trace("wait %d ms" % sleep)
                 self.sleep_ms(sleep)
             try:
                 resp = self._send(method, fixed or (self.scheme, ep.host, None), path, hdrs, body, call)
@@ -137,7 +138,8 @@ class Client:
                 kind = _kind(e)
                 if kind is None:
                     raise
-                self._log("attempt %d %s (%s): %s" % (call.attempts, ep.host, ep.role, kind))
+                if self.trace:
+                    self.trace("attempt %d %s (%s): %s" % (call.attempts, ep.host, ep.role, kind))
                 last = e
                 if call.on_error(ep.host, kind, getattr(e, "sent", True)) == "raise":
                     raise with_history(e, call.history)
@@ -145,9 +147,10 @@ class Client:
             resp.endpoint = _answered(plan, ep, resp)
             action = call.on_response(resp.endpoint.host, resp.status_code, resp.reason,
                                       resp.headers.get("retry-after"))
-            self._log("attempt %d %s (%s): %d %s" % (call.attempts, resp.endpoint.host,
-                                                     resp.endpoint.role, resp.status_code,
-                                                     resp.reason or ""))
+            if self.trace:
+                self.trace("attempt %d %s (%s): %d %s" % (call.attempts, resp.endpoint.host,
+                                                          resp.endpoint.role, resp.status_code,
+                                                          resp.reason or ""))
             resp.attempts = call.attempts
             resp.history = call.history
             if action == _policy.DONE:
@@ -185,41 +188,43 @@ class Client:
     def _send(self, method, target, path, hdrs, body, call):
         """One attempt: send, then follow redirects within the call's deadline."""
         scheme, host, portno = target
-        hdrs = dict(hdrs)  # a 303 drops Content-* for its hops only, not for later attempts
         portno = portno or (443 if scheme == "https" else 80)
         origin = (scheme, host, portno)
+        h = hdrs  # copied only when a redirect must change it: a 303 or a new origin
         for hop in range(self.max_redirects + 1):
-            h = dict(hdrs)
-            if (scheme, host, portno) != origin:
-                for k in list(h):
-                    if k.lower() in _auth.CREDENTIAL_HEADERS:
-                        del h[k]  # caller's own credentials never follow a host change
+            if hop and (scheme, host, portno) != origin and h is hdrs:
+                h = {}
+                for k in hdrs:
+                    if k.lower() not in _auth.CREDENTIAL_HEADERS:
+                        h[k] = hdrs[k]  # caller's own credentials never follow a host change
             if host in self.allow:
                 self.auth.apply(h)
+            else:
+                self.auth.remove(h)
             left = call.left_ms()
             if left <= 0:
                 raise RequestTimeout("deadline reached after %d redirects" % hop)
             call.sent += 1
             h["X-VMM-Attempt"] = str(call.sent)
             status, rh, content = self.transport.send(scheme, host, portno, method, path, h, body, left)
-            url = "%s://%s%s" % (scheme, host, path)
             loc = rh.get("location")
             if status not in REDIRECTS or not loc:
-                r = Response(status, rh, content, url)
-                r.host = host
-                return r
+                return Response(status, rh, content, scheme, host, path)
             nscheme, nhost, nport, npath = _resolve(loc, scheme, host, portno)
             if scheme == "https" and nscheme == "http":
                 raise RedirectError("refused redirect from https to http (%s)" % nhost)
             if nhost not in self.allow:
                 raise RedirectError("refused redirect to %s: not a VM Maker host (allow_hosts)" % nhost)
             call.history.append((host, status))
-            self._log("redirect %d -> %s" % (status, nhost))
+            if self.trace:
+                self.trace("redirect %d -> %s" % (status, nhost))
             if status == 303 and method != "HEAD":
                 method, body = "GET", None
-                for k in list(hdrs):
+                if h is hdrs:
+                    h = dict(hdrs)  # the 303 changes this attempt only, not later failovers
+                for k in list(h):
                     if k.lower().startswith("content-"):
-                        del hdrs[k]
+                        del h[k]
             scheme, host, portno, path = nscheme, nhost, nport, npath
         raise RedirectError("more than %d redirects" % self.max_redirects)
 

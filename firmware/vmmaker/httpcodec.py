@@ -35,38 +35,65 @@ def split_url(url):
     return scheme, hostport.lower(), port, path
 
 
-def encode_request(method, host, path, headers, body):
+def request_head(method, host, path, headers, body):
+    """The request line and headers as one str (MicroPython sockets take str as is)."""
     for s in (method, path):  # a redirect's Location must not smuggle a second request
         if "\r" in s or "\n" in s or " " in s:
             raise ConfigError("request line part %r contains a space or line break" % s[:60])
-    parts = [method, " ", path, " HTTP/1.1\r\nHost: ", host, "\r\n"]
+    # Sized up front: growing a list reallocates it on every doubling.
+    parts = [None] * (4 * len(headers) + 7)
+    parts[0] = method
+    parts[1] = " "
+    parts[2] = path
+    parts[3] = " HTTP/1.1\r\nHost: "
+    parts[4] = host
+    n = 5
     for k in headers:
         v = headers[k]
         if "\r" in k or "\n" in k or "\r" in v or "\n" in v:
             raise ConfigError("header %r contains a line break" % k)
-        parts.append(k)
-        parts.append(": ")
-        parts.append(v)
-        parts.append("\r\n")
-    if body is not None:
-        parts.append("Content-Length: %d\r\n" % len(body))
-    parts.append("Connection: close\r\n\r\n")
-    return "".join(parts).encode()
+        parts[n] = "\r\n"
+        parts[n + 1] = k
+        parts[n + 2] = ": "
+        parts[n + 3] = v
+        n += 4
+    parts[n] = "\r\n" if body is None else "\r\nContent-Length: %d\r\n" % len(body)
+    parts[n + 1] = "Connection: close\r\n\r\n"
+    return "".join(parts)  # n + 2 == len(parts): every slot is filled
+
+
+def encode_request(method, host, path, headers, body):
+    return request_head(method, host, path, headers, body).encode()
 
 
 def parse_status_line(line):
     # b"HTTP/1.1 200 OK\r\n" -> 200
     if not line:
         raise ProtocolError("server closed the connection before answering")
-    if not line.startswith(b"HTTP/1.") or len(line) < 12 or line[8:9] != b" ":
+    if not line.startswith(b"HTTP/1.") or len(line) < 12 or line[8] != 32:
         raise ProtocolError("not an HTTP/1.x status line: %r" % line[:40])
-    try:
-        code = int(line[9:12])
-    except ValueError:
+    code = 0
+    for i in (9, 10, 11):  # three ASCII digits, read without slicing (no allocation)
+        d = line[i] - 48
+        if d < 0 or d > 9:
+            raise ProtocolError("bad status code in %r" % line[:40])
+        code = code * 10 + d
+    if len(line) > 12 and line[12] not in b" \r\n":
         raise ProtocolError("bad status code in %r" % line[:40])
     if code < 100 or code > 599:
         raise ProtocolError("status code out of range: %d" % code)
     return code
+
+
+# Lower-case names of the headers servers send most: a dict hit saves allocating a
+# lower-cased copy for every line (a board's heap is small and fragments).
+_KNOWN = {
+    "Content-Type": "content-type", "Content-Length": "content-length",
+    "Transfer-Encoding": "transfer-encoding", "Connection": "connection", "Date": "date",
+    "Server": "server", "Location": "location", "Retry-After": "retry-after",
+    "X-VMM-Server": "x-vmm-server", "X-VMM-Reason": "x-vmm-reason",
+    "X-VMM-Temporary": "x-vmm-temporary", "X-VMM-Replayed": "x-vmm-replayed",
+}
 
 
 def parse_header_line(line):
@@ -75,11 +102,21 @@ def parse_header_line(line):
     if i <= 0 or line[0] in b" \t":
         raise ProtocolError("malformed header line %r" % line[:40])
     try:
-        # Strip and lower-case the bytes (OWS is SP/HTAB): str.strip()/lower() treat
-        # non-ASCII characters differently on CPython and MicroPython.
-        return line[:i].strip(b" \t").lower().decode(), line[i + 1:].strip(b" \t\r\n").decode()
+        s = line.decode()
     except UnicodeError:
         raise ProtocolError("header line is not text: %r" % line[:40])
+    if len(s) != len(line):
+        # Non-ASCII: trim SP/HTAB and lower-case ASCII only, on bytes, because str.strip()
+        # and str.lower() treat other characters differently on CPython and MicroPython.
+        return line[:i].strip(b" \t").lower().decode(), line[i + 1:].strip(b" \t\r\n").decode()
+    # Find the value's bounds on the bytes (ints, no allocation), then slice once.
+    j, e = i + 1, len(line)
+    while e > j and line[e - 1] in b" \t\r\n":
+        e -= 1
+    while j < e and line[j] in b" \t":
+        j += 1
+    name = s[:i]
+    return _KNOWN.get(name) or name.strip(" \t").lower(), s[j:e]
 
 
 def body_framing(method, status, headers):
@@ -108,7 +145,14 @@ def parse_chunk_size(line):
 
 
 def _line(stream):
-    line = stream.readline(MAX_LINE + 1)
+    # readline(n) reserves n bytes up front on MicroPython: ask for small pieces so a
+    # fragmented board heap never needs a 4 KB block for a 30-byte header line.
+    line = stream.readline(128)
+    while line and line[-1] != 10 and len(line) <= MAX_LINE:
+        more = stream.readline(128)
+        if not more:
+            break
+        line += more
     if len(line) > MAX_LINE:
         raise ProtocolError("response line longer than %d bytes" % MAX_LINE)
     return line
@@ -116,7 +160,7 @@ def _line(stream):
 
 def _exact(stream, n):
     # Read exactly n bytes; a peer holding the connection open after them is fine.
-    buf = b""
+    buf = stream.read(n) if n else b""
     while len(buf) < n:
         chunk = stream.read(n - len(buf))
         if not chunk:

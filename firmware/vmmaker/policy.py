@@ -90,11 +90,13 @@ class Policy:
         return 0
 
     def success(self, host):
-        b = self.breaker(host)
-        b.failures = 0
-        b.open_until = None
-        b.probing = False
-        self.tokens = min(self.budget_max, self.tokens + 1)
+        b = self.breakers.get(host)  # a healthy host needs no breaker object
+        if b is not None:
+            b.failures = 0
+            b.open_until = None
+            b.probing = False
+        if self.tokens < self.budget_max:
+            self.tokens += 1
 
     def failure(self, host, isolate=False):
         b = self.breaker(host)
@@ -133,6 +135,7 @@ class Call:
         self.refreshed = False
         self.stop = None        # why no further attempt is possible
         self.history = []       # (host, status or error kind)
+        self.sent = 0           # requests put on the wire (retries, failovers, redirect hops)
 
     def left_ms(self):
         return self.p._after(self.deadline)

@@ -91,7 +91,7 @@ def tls_context(ca):
 
 
 class Stream:
-    """A connected socket seen as readline/read/write, with adjustable timeout.
+    """A connected socket seen as readline/read/write, every read bounded by a deadline.
 
     MicroPython sockets are streams already; CPython needs a buffered file.
     """
@@ -99,25 +99,39 @@ class Stream:
     def __init__(self, raw, wrapped):
         self.raw = raw
         self.sock = wrapped
-        if MICROPYTHON:
-            self._f = wrapped
-        else:
-            self._f = wrapped.makefile("rb")
+        self._f = wrapped if MICROPYTHON else wrapped.makefile("rb")
+        self.deadline = None
+        self.limit_ms = 0
+        self._armed = None
 
-    def settimeout(self, seconds):
-        # On MicroPython the TLS socket reads through the raw one, which holds the timeout.
-        (self.raw if MICROPYTHON else self.sock).settimeout(seconds)
+    def arm(self, deadline, limit_ms):
+        """Each later read waits at most limit_ms, and never past the deadline tick."""
+        self.deadline = deadline
+        self.limit_ms = limit_ms
+        self._armed = None
+
+    def _rearm(self):
+        left = ticks_diff(self.deadline, ticks_ms())
+        if left <= 0:
+            raise OSError(110, "deadline reached")
+        ms = left if left < self.limit_ms else self.limit_ms
+        if ms != self._armed:  # settimeout only when the bound changes: it allocates a float
+            self._armed = ms
+            # On MicroPython the TLS socket reads through the raw one, which holds the timeout.
+            (self.raw if MICROPYTHON else self.sock).settimeout(ms / 1000)
 
     def write(self, data):
         if MICROPYTHON:
-            self.sock.write(data)
+            self.sock.write(data)  # str has the buffer protocol here: no encoded copy
         else:
-            self.sock.sendall(data)
+            self.sock.sendall(data.encode() if isinstance(data, str) else data)
 
     def readline(self, limit):
+        self._rearm()
         return self._f.readline(limit)
 
     def read(self, n):
+        self._rearm()
         return self._f.read(n)
 
     def close(self):
@@ -128,12 +142,12 @@ class Stream:
                 pass
 
 
-def open_stream(host, addr, tls_ctx, connect_timeout):
-    """Connect to addr (host/port pair), optionally TLS with SNI=host; closed on failure."""
+def open_stream(host, sockaddr, tls_ctx, connect_timeout):
+    """Connect to sockaddr, optionally TLS with SNI=host; the socket is closed on failure."""
     raw = socket.socket()
     try:
         raw.settimeout(connect_timeout)
-        raw.connect(resolve(addr[0], addr[1]))
+        raw.connect(sockaddr)
         wrapped = raw
         if tls_ctx is not None:
             wrapped = tls_ctx.wrap_socket(raw, server_hostname=host)

@@ -3,14 +3,19 @@ import json
 
 
 class Response:
-    def __init__(self, status, headers, content, url):
+    def __init__(self, status, headers, content, scheme, host, path):
         self.status_code = status
         self.headers = headers          # lower-case names
         self.content = content
-        self.url = url
-        self.endpoint = None            # Endpoint that answered (None for an absolute URL)
+        self._where = (scheme, path)    # url is built only if someone asks for it
+        self.host = host                # host name that sent this answer
+        self.endpoint = None            # Endpoint that answered
         self.attempts = 1
-        self.history = []               # [(host, status or error kind), ...]
+        self.history = None             # [(host, status or error kind), ...] of the whole call
+
+    @property
+    def url(self):
+        return self._where[0] + "://" + self.host + self._where[1]
 
     @property
     def server(self):

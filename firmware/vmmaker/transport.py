@@ -11,6 +11,7 @@ class SocketTransport:
         self.hosts = hosts or {}
         self._ca = ca
         self._ctx = None
+        self._addrs = {}
         self.connect_timeout_ms = connect_timeout_ms
         self.read_timeout_ms = read_timeout_ms
         self.max_body = max_body
@@ -20,24 +21,28 @@ class SocketTransport:
             self._ctx = port.tls_context(self._ca)
         return self._ctx
 
+    def _sockaddr(self, host, portno):
+        # Addresses from the hosts map never change: resolve once. Real DNS names are
+        # resolved per connection, so a DNS-level failover is seen.
+        a = self._addrs.get(host)
+        if a is not None:
+            return a
+        m = self.hosts.get(host)
+        if m is None:
+            return port.resolve(host, portno)
+        a = self._addrs[host] = port.resolve(m[0], m[1])
+        return a
+
     def send(self, scheme, host, portno, method, path, headers, body, left_ms):
         """-> (status, headers, body). Raises with .sent saying whether bytes left."""
-        addr = self.hosts.get(host)
-        addr = (addr[0], addr[1]) if addr else (host, portno)
-        t0 = port.ticks_ms()
-
-        def budget(limit):
-            left = left_ms - port.ticks_diff(port.ticks_ms(), t0)
-            if left <= 0:
-                raise RequestTimeout("deadline reached talking to %s" % host)
-            return min(limit, left) / 1000
-
+        deadline = port.ticks_add(port.ticks_ms(), left_ms)
         stream = None
         sent = False
         try:
             try:
+                addr = self._sockaddr(host, portno)
                 stream = port.open_stream(host, addr, self._tls() if scheme == "https" else None,
-                                          budget(self.connect_timeout_ms))
+                                          min(self.connect_timeout_ms, left_ms) / 1000)
             except (VMMakerError, MemoryError):
                 raise  # out of RAM is not a network failure: no failover would help
             except Exception as e:
@@ -46,14 +51,13 @@ class SocketTransport:
                                    "not trusted): %s" % (host, _short(e)))
                 if port.is_timeout(e):
                     raise ConnectError("connect to %s timed out" % host)
-                raise ConnectError("cannot connect to %s (%s:%s): %s" % (host, addr[0], addr[1], _short(e)))
-            stream.settimeout(budget(self.read_timeout_ms))
-            stream.write(httpcodec.encode_request(method, host, path, headers, None if body is None else body))
+                raise ConnectError("cannot connect to %s: %s" % (host, _short(e)))
+            stream.arm(deadline, self.read_timeout_ms)
+            stream.write(httpcodec.request_head(method, host, path, headers, body))
             if body:
                 stream.write(body)
             sent = True
-            return httpcodec.read_response(_Bounded(stream, budget, self.read_timeout_ms),
-                                           method, self.max_body)
+            return httpcodec.read_response(stream, method, self.max_body)
         except VMMakerError as e:
             e.sent = sent
             raise
@@ -61,7 +65,8 @@ class SocketTransport:
             raise
         except Exception as e:
             if port.is_timeout(e):
-                err = RequestTimeout("no answer from %s within %d ms" % (host, self.read_timeout_ms))
+                err = RequestTimeout("no answer from %s within the read timeout (%d ms) or the "
+                                     "call's deadline" % (host, self.read_timeout_ms))
             elif port.is_tls_error(e):
                 err = TLSError("TLS error with %s: %s" % (host, _short(e)))
             else:
@@ -71,23 +76,6 @@ class SocketTransport:
         finally:
             if stream is not None:
                 stream.close()
-
-
-class _Bounded:
-    """Re-arms the socket timeout before each read so the deadline also bounds slow drips."""
-
-    def __init__(self, stream, budget, limit):
-        self.s = stream
-        self.budget = budget
-        self.limit = limit
-
-    def readline(self, limit):
-        self.s.settimeout(self.budget(self.limit))
-        return self.s.readline(limit)
-
-    def read(self, n):
-        self.s.settimeout(self.budget(self.limit))
-        return self.s.read(n)
 
 
 def _short(e):

@@ -85,17 +85,6 @@ def parse_status_line(line):
     return code
 
 
-# Lower-case names of the headers servers send most: a dict hit saves allocating a
-# lower-cased copy for every line (a board's heap is small and fragments).
-_KNOWN = {
-    "Content-Type": "content-type", "Content-Length": "content-length",
-    "Transfer-Encoding": "transfer-encoding", "Connection": "connection", "Date": "date",
-    "Server": "server", "Location": "location", "Retry-After": "retry-after",
-    "X-VMM-Server": "x-vmm-server", "X-VMM-Reason": "x-vmm-reason",
-    "X-VMM-Temporary": "x-vmm-temporary", "X-VMM-Replayed": "x-vmm-replayed",
-}
-
-
 def parse_header_line(line):
     # b"Name: value\r\n" -> ("name", "value"); obsolete line folding is refused.
     i = line.find(b":")
@@ -116,7 +105,7 @@ def parse_header_line(line):
     while j < e and line[j] in b" \t":
         j += 1
     name = s[:i]
-    return _KNOWN.get(name) or name.strip(" \t").lower(), s[j:e]
+    return name.strip(" \t").lower(), s[j:e]  # both return `name` itself when unchanged
 
 
 def body_framing(method, status, headers):

@@ -1,6 +1,5 @@
 # Failover and retry policy, sans-IO: outcomes in, decisions out. The clock and the
 # random source are injected, so every rule is a table test with no sockets or sleeps.
-from . import retryafter
 
 # What a server answer means for the call (see docs/PROTOCOL.md, "Reasons").
 DONE = "done"        # give the answer to the caller
@@ -111,6 +110,9 @@ class Policy:
         """Honour Retry-After: host is not tried again before it (clamped)."""
         if self.wall is None:
             return
+        if retry_after is None:
+            return
+        from . import retryafter  # loaded only when a server sends Retry-After: saves RAM
         s = retryafter.parse(retry_after, self.wall())
         if s is None:
             return

@@ -273,8 +273,9 @@ def build_parser():
         sp.add_argument("--python", action="store_true",
                         help="run the device code under CPython instead of MicroPython")
         sp.add_argument("--heap", metavar="SIZE",
-                        help="MicroPython GC heap, passed as -X heapsize=SIZE, e.g. 128K (on the unix "
-                             "port TLS allocates from it too: below ~112K the handshakes fail)")
+                        help="MicroPython GC heap, passed as -X heapsize=SIZE, e.g. 96K; the SDK and "
+                             "the sample app need about 96K on the 64-bit unix port (a 32-bit "
+                             "ESP32 needs less: pointers are half the size)")
 
     d = sub.add_parser("demo", help="run every seed failure flow on a simulated board and check it")
     device_opts(d)

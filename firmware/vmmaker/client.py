@@ -262,13 +262,6 @@ def _kind(e):
     return None
 
 
-def _has(hdrs, name):
-    for k in hdrs:
-        if k.lower() == name:
-            return True
-    return False
-
-
 def _hex(b):
     import binascii
     return binascii.hexlify(b).decode()

@@ -51,15 +51,6 @@ def random_unit():
     return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) / 4294967296
 
 
-def device_id():
-    try:
-        import machine
-        import binascii
-        return binascii.hexlify(machine.unique_id()).decode()
-    except (ImportError, AttributeError):
-        return "host"
-
-
 def pem_to_der(pem):
     # mbedTLS on MicroPython accepts DER only; the config carries the CA as PEM text.
     if isinstance(pem, str):

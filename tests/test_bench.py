@@ -45,6 +45,8 @@ def test_bench_http_json_smoke():
                 "ram_after_import", "http_slice_mpy_bytes"):
         assert isinstance(res[key], (int, float)) and res[key] > 0, key
     assert "vmmaker.client" in res["http_slice_modules"]
+    # Run in place from ROMFS, the bytecode stays out of the heap: less RAM than .mpy files.
+    assert 0 < res["ram_after_import_romfs"] < res["ram_after_import"]
     assert res["min_heap_flows_source"] == "loopback"
     assert res["min_heap_all_flows"] == res["min_heap_all_flows_loopback"]
     assert res["min_heap_all_flows"] is None or 16384 <= res["min_heap_all_flows"] <= 524288

@@ -22,8 +22,11 @@ JSON with --json, else as a table. Goals that are missed are reported, never tur
 failure; exit 2 means no MicroPython to measure on, 1 that a measurement itself broke.
 """
 import argparse
+import contextlib
 import json
+import os
 import platform
+import shutil
 import socketserver
 import ssl
 import statistics
@@ -282,6 +285,26 @@ def run_device(mode, config=None, heap=None, timeout=120):
         return _result(proc, mode)
 
 
+def romfs_import_cost():
+    """RAM of `import vmmaker` when the package sits in a ROMFS image; None without mpremote."""
+    try:
+        from mpremote import romfs
+    except ImportError:
+        log("mpremote is not installed: no ROMFS figure")
+        return None
+    with tempfile.TemporaryDirectory(prefix="vmmaker-romfs-") as src:
+        shutil.copytree(str(firmware_build()), os.path.join(src, "vmmaker"))
+        with contextlib.redirect_stdout(sys.stderr):  # make_romfs narrates on stdout
+            image = romfs.make_romfs(src, mpy_cross=False)
+    with device() as dev:
+        (dev.flash / "vmmaker.romfs").write_bytes(image)
+        proc = dev.run(DEVICE_SCRIPT, timeout=60, args=["romfs"])
+        out = _result(proc, "romfs")
+    if not out["from"].startswith("/rom/"):
+        raise RuntimeError("vmmaker was not imported from the ROMFS image: %s" % out["from"])
+    return out["ram_after_import_romfs"]
+
+
 def http_slice(modules):
     """Bytes of the .mpy files of `modules` (names from sys.modules on the device)."""
     out = firmware_build()
@@ -463,6 +486,9 @@ def bench_http(n=50, rounds=9, warmup=5, heap_step=2048, probe_extra_alloc=0, fl
     res["http_slice_modules"] = imp["modules"]
     res["http_slice_mpy_bytes"], res["http_slice_files"] = http_slice(imp["modules"])
 
+    log("import cost of vmmaker from a ROMFS image (bytecode run in place)")
+    res["ram_after_import_romfs"] = romfs_import_cost()
+
     servers = Servers()
     try:
         cfg = servers.device_config(n=n, rounds=rounds, warmup=warmup,
@@ -523,6 +549,7 @@ ROWS = (
     ("failover_time_ratio", "failover/happy time ratio"),
     ("failover_alloc_per_req", "failover heap bytes per GET"),
     ("ram_after_import", "RAM after import vmmaker"),
+    ("ram_after_import_romfs", "RAM after import, package in ROMFS"),
     ("http_slice_mpy_bytes", "HTTP slice .mpy bytes"),
     ("min_heap_all_flows", "min heap, all flows"),
     ("min_heap_all_flows_loopback", "  bench loopback flows (TLS)"),

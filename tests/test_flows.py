@@ -7,24 +7,10 @@ import json
 
 import pytest
 
-from host_sim.world import World, host_name
+from host_sim.world import host_name
 from tests.servers import run_device
 
 NAME = "thing"
-
-
-@pytest.fixture(scope="module")
-def world():
-    with World() as w:
-        yield w
-
-
-@pytest.fixture(autouse=True)
-def healthy(world):
-    world.reset()
-    world.clear_records()
-    yield
-    world.reset()
 
 
 def config(world, region, service, **overrides):

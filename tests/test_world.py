@@ -13,19 +13,6 @@ from host_sim.apiserver import ScriptedServer
 from host_sim.world import ENDPOINTS, World, host_name
 
 
-@pytest.fixture(scope="module")
-def world():
-    with World() as w:
-        yield w
-
-
-@pytest.fixture(autouse=True)
-def healthy(world):
-    world.reset()
-    world.clear_records()
-    yield
-
-
 class Answer:
     def __init__(self, status, headers, body):
         self.status = status

@@ -83,9 +83,9 @@ def cmd_demo(args):
     out.flush()
     rows = demo.run_all(flows, interp, args.heap, jobs=args.jobs)
     elapsed = time.monotonic() - t0
+    for row in rows:
+        demo.print_timeline(row, out)  # to stderr with --json, so stdout stays pure JSON
     if not args.json:
-        for row in rows:
-            demo.print_timeline(row, out)
         demo.print_table(rows, out)
     notes = sorted({r["interpreter_note"] for r in rows if r["interpreter_note"]})
     for n in notes:

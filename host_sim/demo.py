@@ -371,7 +371,10 @@ def run_flow(flow, interpreter="micropython", heap=None, timeout=45):
         for call, exp in flow.expect.items():
             problems += ["%s: %s" % (call, p) for p in compare(exp, results.get(call))]
         if crash:
-            problems.append("the device app crashed: %s" % crash.splitlines()[-1])
+            last = crash.splitlines()[-1]
+            if "MemoryError" in last:
+                last += " (the MicroPython heap is too small: raise --heap, e.g. --heap 128K)"
+            problems.append("the device app crashed: %s" % last)
         if (rc == 0) != flow.app_ok:
             problems.append("app exit status %r" % rc)
         checks = []

@@ -30,7 +30,8 @@ def load_config(path):
         with open(path) as f:
             return _json.load(f)
     except OSError:
-        raise ConfigError("device config %r not found: write it with vmmaker-deploy or by hand" % path)
+        raise ConfigError("device config %r not found: copy it to the board (README: deploy "
+                          "to a real board)" % path)
     except ValueError:
         raise ConfigError("device config %r is not valid JSON" % path)
 
@@ -148,9 +149,9 @@ class Client:
             action = call.on_response(resp.endpoint.host, resp.status_code, resp.reason,
                                       resp.headers.get("retry-after"))
             if self.trace:
-                self.trace("attempt %d %s (%s): %d %s" % (call.attempts, resp.endpoint.host,
-                                                          resp.endpoint.role, resp.status_code,
-                                                          resp.reason or ""))
+                self.trace("attempt %d %s (%s): %d%s" % (call.attempts, resp.endpoint.host,
+                                                         resp.endpoint.role, resp.status_code,
+                                                         " " + resp.reason if resp.reason else ""))
             resp.attempts = call.attempts
             resp.history = call.history
             if action == _policy.DONE:

@@ -4,6 +4,7 @@ from .errors import ProtocolError, BodyTooLarge, ConfigError
 
 MAX_LINE = 4096
 MAX_HEADERS = 64
+MAX_HEAD = 8192
 
 
 def split_url(url):
@@ -68,44 +69,104 @@ def encode_request(method, host, path, headers, body):
 
 def parse_status_line(line):
     # b"HTTP/1.1 200 OK\r\n" -> 200
-    if not line:
+    return _status(line, 0, len(line))
+
+
+def _status(b, start, end):
+    # The status line is b[start:end]; digits are read as ints, without slicing.
+    if end <= start:
         raise ProtocolError("server closed the connection before answering")
-    if not line.startswith(b"HTTP/1.") or len(line) < 12 or line[8] != 32:
-        raise ProtocolError("not an HTTP/1.x status line: %r" % line[:40])
+    if not b.startswith(b"HTTP/1.", start) or end - start < 12 or b[start + 8] != 32:
+        raise ProtocolError("not an HTTP/1.x status line: %r" % b[start:min(end, start + 40)])
     code = 0
-    for i in (9, 10, 11):  # three ASCII digits, read without slicing (no allocation)
-        d = line[i] - 48
+    for i in (9, 10, 11):
+        d = b[start + i] - 48
         if d < 0 or d > 9:
-            raise ProtocolError("bad status code in %r" % line[:40])
+            raise ProtocolError("bad status code in %r" % b[start:min(end, start + 40)])
         code = code * 10 + d
-    if len(line) > 12 and line[12] not in b" \r\n":
-        raise ProtocolError("bad status code in %r" % line[:40])
+    if end - start > 12 and b[start + 12] not in b" \r\n":
+        raise ProtocolError("bad status code in %r" % b[start:min(end, start + 40)])
     if code < 100 or code > 599:
         raise ProtocolError("status code out of range: %d" % code)
     return code
 
 
+def _ascii(b):
+    # b decoded when it is pure ASCII (then str and bytes offsets agree), else None.
+    try:
+        s = b.decode()
+    except UnicodeError:
+        return None
+    return s if len(s) == len(b) else None
+
+
 def parse_header_line(line):
     # b"Name: value\r\n" -> ("name", "value"); obsolete line folding is refused.
-    i = line.find(b":")
-    if i <= 0 or line[0] in b" \t":
-        raise ProtocolError("malformed header line %r" % line[:40])
-    try:
-        s = line.decode()
-    except UnicodeError:
-        raise ProtocolError("header line is not text: %r" % line[:40])
-    if len(s) != len(line):
+    return _header(line, _ascii(line), 0, len(line))
+
+
+def _header(b, s, start, end):
+    """The header line b[start:end] -> (name, value); s is b decoded (ASCII) or None."""
+    i = b.find(b":", start, end)
+    if i <= start or b[start] in b" \t":
+        raise ProtocolError("malformed header line %r" % b[start:min(end, start + 40)])
+    if s is None:
         # Non-ASCII: trim SP/HTAB and lower-case ASCII only, on bytes, because str.strip()
         # and str.lower() treat other characters differently on CPython and MicroPython.
-        return line[:i].strip(b" \t").lower().decode(), line[i + 1:].strip(b" \t\r\n").decode()
+        try:
+            return (b[start:i].strip(b" \t").lower().decode(),
+                    b[i + 1:end].strip(b" \t\r\n").decode())
+        except UnicodeError:
+            raise ProtocolError("header line is not text: %r" % b[start:min(end, start + 40)])
     # Find the value's bounds on the bytes (ints, no allocation), then slice once.
-    j, e = i + 1, len(line)
-    while e > j and line[e - 1] in b" \t\r\n":
+    j, e = i + 1, end
+    while e > j and b[e - 1] in b" \t\r\n":
         e -= 1
-    while j < e and line[j] in b" \t":
+    while j < e and b[j] in b" \t":
         j += 1
-    name = s[:i]
-    return name.strip(" \t").lower(), s[j:e]  # both return `name` itself when unchanged
+    return s[start:i].strip(" \t").lower(), s[j:e]  # strip/lower return the same str if unchanged
+
+
+def _add(headers, k, v):
+    if len(headers) >= MAX_HEADERS:
+        raise ProtocolError("more than %d response headers" % MAX_HEADERS)
+    if k in headers and k != "set-cookie":
+        if k == "content-length":
+            if headers[k] != v:
+                raise ProtocolError("conflicting Content-Length headers")
+        else:
+            v = headers[k] + ", " + v
+    headers[k] = v
+
+
+def parse_head(block, start=0, end=None):
+    """A whole response head, status line to blank line, in block[start:end] -> (status,
+    headers). One decode for the whole block instead of one per line, and no copy of the
+    head: a board's heap sees a few allocations per response, not several per header.
+    """
+    if end is None:
+        end = len(block)
+    s = _ascii(block)  # offsets of s and block agree only when all of block is ASCII
+    eol = block.find(b"\n", start, end)
+    if eol < 0:
+        _status(block, start, end)  # raises: nothing came, or not a status line
+        raise ProtocolError("connection closed inside the response headers")
+    if eol + 1 - start > MAX_LINE:
+        raise ProtocolError("response line longer than %d bytes" % MAX_LINE)
+    status = _status(block, start, eol + 1)
+    headers = {}
+    pos = eol + 1
+    while True:
+        eol = block.find(b"\n", pos, end)
+        if eol < 0:
+            raise ProtocolError("connection closed inside the response headers")
+        if eol + 1 - pos > MAX_LINE:
+            raise ProtocolError("response line longer than %d bytes" % MAX_LINE)
+        if eol == pos or (eol == pos + 1 and block[pos] == 13):
+            return status, headers
+        k, v = _header(block, s, pos, eol + 1)
+        _add(headers, k, v)
+        pos = eol + 1
 
 
 def body_framing(method, status, headers):
@@ -159,7 +220,16 @@ def _exact(stream, n):
 
 
 def read_head(stream):
-    """Status line and headers -> (status, headers dict with lower-case names)."""
+    """Status line and headers -> (status, headers dict with lower-case names).
+
+    A stream with readhead(limit) hands over the whole head at once, as (bytes, start, end),
+    or None when it is too long; any other stream (io.BytesIO, a file) is read line by line.
+    """
+    rh = getattr(stream, "readhead", None)
+    if rh is not None:
+        got = rh(MAX_HEAD)
+        if got is not None:
+            return parse_head(got[0], got[1], got[2])
     status = parse_status_line(_line(stream))
     headers = {}
     while True:
@@ -168,14 +238,8 @@ def read_head(stream):
             return status, headers
         if not line:
             raise ProtocolError("connection closed inside the response headers")
-        if len(headers) >= MAX_HEADERS:
-            raise ProtocolError("more than %d response headers" % MAX_HEADERS)
         k, v = parse_header_line(line)
-        if k in headers and k != "set-cookie":
-            if k == "content-length" and headers[k] != v:
-                raise ProtocolError("conflicting Content-Length headers")
-            v = headers[k] + ", " + v if k != "content-length" else v
-        headers[k] = v
+        _add(headers, k, v)
 
 
 def read_body(stream, mode, length, max_body):

@@ -82,18 +82,24 @@ def tls_context(ca):
 
 
 class Stream:
-    """A connected socket seen as readline/read/write, every read bounded by a deadline.
-
-    MicroPython sockets are streams already; CPython needs a buffered file.
+    """A connected socket seen as readline/readhead/read/write, every read bounded by a
+    deadline. MicroPython sockets are buffered here; CPython's by a buffered file.
     """
 
     def __init__(self, raw, wrapped):
         self.raw = raw
         self.sock = wrapped
-        self._f = wrapped if MICROPYTHON else wrapped.makefile("rb")
         self.deadline = None
         self.limit_ms = 0
         self._armed = None
+        if MICROPYTHON:
+            # MicroPython's readline() reads one byte per call (one syscall or TLS read per
+            # byte), and its read()/readinto() wait for a full buffer: keep what recv() gave.
+            self._data = b""
+            self._lo = 0
+            self._f = wrapped
+        else:
+            self._f = wrapped.makefile("rb")
 
     def arm(self, deadline, limit_ms):
         """Each later read waits at most limit_ms, and never past the deadline tick."""
@@ -111,6 +117,19 @@ class Stream:
             # On MicroPython the TLS socket reads through the raw one, which holds the timeout.
             (self.raw if MICROPYTHON else self.sock).settimeout(ms / 1000)
 
+    def _more(self):
+        # MicroPython only: append what the socket has now; False at end of stream.
+        self._rearm()
+        chunk = self.sock.recv(512)
+        if not chunk:
+            return False
+        if self._lo < len(self._data):
+            self._data = self._data[self._lo:] + chunk
+        else:
+            self._data = chunk
+        self._lo = 0
+        return True
+
     def write(self, data):
         if MICROPYTHON:
             self.sock.write(data)  # str has the buffer protocol here: no encoded copy
@@ -118,10 +137,60 @@ class Stream:
             self.sock.sendall(data.encode() if isinstance(data, str) else data)
 
     def readline(self, limit):
-        self._rearm()
-        return self._f.readline(limit)
+        """Up to and including b"\\n", at most `limit` bytes; b"" at end of stream."""
+        if not MICROPYTHON:
+            self._rearm()
+            return self._f.readline(limit)
+        while True:
+            d = self._data
+            nl = d.find(b"\n", self._lo)
+            if nl >= 0 or len(d) - self._lo >= limit or not self._more():
+                end = len(d) if nl < 0 else nl + 1
+                end = min(end, self._lo + limit)
+                line = d[self._lo:end]
+                self._lo = end
+                return line
+
+    def readhead(self, limit):
+        """A whole response head (through its blank line) -> (bytes, start, end).
+
+        None when it is longer than `limit`: the caller then reads it line by line.
+        """
+        if not MICROPYTHON:
+            lines = []
+            size = 0
+            while size <= limit:
+                self._rearm()
+                line = self._f.readline(limit + 1 - size)
+                lines.append(line)
+                size += len(line)
+                if not line or (len(lines) > 1 and line in (b"\r\n", b"\n")):
+                    break
+            head = b"".join(lines)
+            return head, 0, len(head)
+        while True:
+            d = self._data
+            a = d.find(b"\n\r\n", self._lo)  # the first blank line ends the head
+            b = d.find(b"\n\n", self._lo)
+            end = a + 3 if a >= 0 and (b < 0 or a < b) else (b + 2 if b >= 0 else -1)
+            if end >= 0:
+                break
+            if len(d) - self._lo > limit:
+                return None
+            if not self._more():
+                end = len(self._data)  # end of stream: the parser says what is missing
+                break
+        start = self._lo
+        self._lo = end
+        return self._data, start, end  # the parser reads the head in place: no copy
 
     def read(self, n):
+        if MICROPYTHON and self._lo < len(self._data):
+            d = self._data  # what the line reader already holds comes first
+            end = min(len(d), self._lo + n)
+            piece = d if (self._lo == 0 and end == len(d)) else d[self._lo:end]
+            self._lo = end
+            return piece
         self._rearm()
         return self._f.read(n)
 
@@ -151,7 +220,9 @@ def open_stream(host, sockaddr, tls_ctx, connect_timeout):
 def is_timeout(exc):
     if not MICROPYTHON and isinstance(exc, socket.timeout):
         return True
-    return isinstance(exc, OSError) and exc.args and exc.args[0] in (110, 116, "timed out")
+    # 110 ETIMEDOUT (Linux), 116 (lwIP on ESP32); 11 EAGAIN is how the unix port's recv()
+    # reports its socket timeout running out.
+    return isinstance(exc, OSError) and exc.args and exc.args[0] in (11, 110, 116, "timed out")
 
 
 def is_tls_error(exc):

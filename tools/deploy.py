@@ -275,7 +275,8 @@ class Layout:
 
     def __init__(self, cwd="/", sys_path=("", ".frozen", "/lib")):
         self.root = cwd if cwd else "/"
-        libs = [p for p in sys_path if p and p.endswith("/lib") and not p.startswith("/rom")]
+        libs = [p for p in sys_path
+                if p and (p == "lib" or p.endswith("/lib")) and not p.startswith("/rom")]
         if libs:
             lib = libs[0]
             if not lib.startswith("/"):  # relative to the working directory
@@ -980,7 +981,7 @@ class Deploy:
             raise VerifyFailed("the board cannot import %s: %s: %s%s" % (
                 PACKAGE, kind, self.redact(message), hint))
         _, where, init_file, version = result
-        if where and not where.startswith("/"):
+        if where and not where.startswith(("/", ".frozen")):
             where = board_join(self.layout.root, where)
         if where != self.layout.package_dir or not init_file:
             raise VerifyFailed(

@@ -3,6 +3,7 @@
     vmmaker-sim demo  [--python] [--heap SIZE] [--json] [--flow NAME ...] [--jobs N]
     vmmaker-sim run   APP.py --region R --service S --scenario FLOW [--python] [--heap SIZE]
     vmmaker-sim serve [--scenario REGION/SERVICE/FLOW ...] [--config-out FILE]
+    vmmaker-sim board [--flash DIR] [--socket | --pty] [--heap SIZE] [--log FILE] [--echo]
 """
 import argparse
 import json
@@ -262,11 +263,59 @@ def cmd_serve(args):
     return 0
 
 
+# -- board -----------------------------------------------------------------------------------
+
+def cmd_board(args):
+    from host_sim.board import Board, BoardError
+
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    out = sys.stdout
+    try:
+        try:
+            board = Board(args.flash, transport="pty" if args.pty else "socket", heap=args.heap,
+                          port=args.port, console_file=args.log)
+        except (BoardError, OSError, ValueError) as e:
+            return _usage_error("board: %s" % e)
+        with board:
+            out.write("board: %s\n" % board.address)
+            out.write("flash: %s%s\n" % (board.flash, "" if args.flash else
+                                         " (temporary: removed when the board stops)"))
+            out.write("use: mpremote connect %s fs ls   (or repl, exec, run, cp, mip install...)\n"
+                      % board.address)
+            if args.log:
+                out.write("console log: %s\n" % args.log)
+            out.write("running; Ctrl-C or SIGTERM stops it\n")
+            out.flush()
+            pos = 0
+            while not stop.wait(0.1):
+                if args.echo:
+                    end = board.mark()
+                    if end > pos:
+                        out.write(board.console_text(pos))
+                        out.flush()
+                        pos = end
+                if board.state == "down":
+                    out.write("board: the interpreter does not start; see the console output\n")
+                    out.write(board.console_text())
+                    return 1
+            out.write("board: stopped\n")
+            out.flush()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    return 0
+
+
 # -- entry -----------------------------------------------------------------------------------
 
 def build_parser():
     p = argparse.ArgumentParser(prog="vmmaker-sim", description=__doc__.split("\n\n")[0])
-    sub = p.add_subparsers(dest="command", metavar="{demo,run,serve}")
+    sub = p.add_subparsers(dest="command", metavar="{demo,run,serve,board}")
     sub.required = True
 
     def device_opts(sp):
@@ -306,6 +355,25 @@ def build_parser():
                    "scenario's, else api)")
     s.add_argument("--config-out", metavar="FILE", help="write the device config to FILE")
     s.set_defaults(func=cmd_serve)
+
+    b = sub.add_parser("board", help="an emulated MicroPython board for mpremote (raw REPL over a "
+                       "socket or a pseudo-terminal)",
+                       description="Start an emulated board (the MicroPython unix port behind a "
+                       "raw-REPL console) and print 'board: ADDRESS' first; give ADDRESS to "
+                       "`mpremote connect`. Runs until Ctrl-C or SIGTERM.")
+    b.add_argument("--flash", metavar="DIR", help="the board's filesystem (default: a temporary "
+                   "directory, removed at exit)")
+    t = b.add_mutually_exclusive_group()
+    t.add_argument("--socket", action="store_true", help="console on socket://127.0.0.1:PORT "
+                   "(the default)")
+    t.add_argument("--pty", action="store_true", help="console on a pseudo-terminal /dev/pts/N")
+    b.add_argument("--port", type=int, default=0, help="with --socket: the TCP port (default: any "
+                   "free one)")
+    b.add_argument("--heap", metavar="SIZE", help="MicroPython GC heap, e.g. 128K (default: the "
+                   "unix port's)")
+    b.add_argument("--log", metavar="FILE", help="append everything the board prints to FILE")
+    b.add_argument("--echo", action="store_true", help="also print the board's console output here")
+    b.set_defaults(func=cmd_board)
     return p
 
 

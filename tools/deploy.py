@@ -754,6 +754,7 @@ class MpremoteLink:
                                         progress_callback=progress)
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EFBIG):
+                self._close_file()
                 raise BoardFullWrite(path)
             if e.errno is not None:
                 raise BoardCodeError("OSError %s writing %s" % (errno.errorcode.get(e.errno, e.errno), path))
@@ -761,12 +762,20 @@ class MpremoteLink:
         except TransportError as e:
             text = str(e)
             if "ENOSPC" in text or "Errno 28" in text:
+                self._close_file()
                 raise BoardFullWrite(path)
             raise ConnectionLost("lost the board at %s while writing %s: %s"
                                  % (self.address, path, e))
         except Exception as e:
             raise ConnectionLost("lost the board at %s while writing %s: %s: %s"
                                  % (self.address, path, type(e).__name__, e))
+
+    def _close_file(self):
+        # fs_writefile leaves its file `f` open on the board when a write fails.
+        try:
+            self.run("try:\n f.close()\nexcept Exception:\n pass")
+        except DeployError:
+            pass
 
     def rename(self, src, dst):
         self.run(RENAME_CODE % (src, dst, dst, src, dst))

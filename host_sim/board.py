@@ -41,8 +41,8 @@ connected, as a UART prints to nobody), so a test can read what main.py printed 
 
 Command line: `vmmaker-sim board [--flash DIR] [--socket | --pty] [--heap SIZE]`.
 """
-import errno
 import os
+import select
 import selectors
 import shutil
 import signal
@@ -442,7 +442,6 @@ class Board:
     def _poll_pty(self):
         if self._master is None or self._client is not None:
             return
-        import select
         p = select.poll()
         p.register(self._master, select.POLLIN)
         ev = p.poll(0)
@@ -597,7 +596,8 @@ class Board:
             return
         for fd in (cmd_r, ctl_w, out_w):
             os.close(fd)
-        for fd in (ctl_r, in_w, in_r, out_r):
+        # (not in_r: the interpreter shares that open file; its sys.stdin must block)
+        for fd in (ctl_r, in_w, out_r):
             os.set_blocking(fd, False)
         self._fds = {"cmd": cmd_w, "ctl": ctl_r, "in": in_w, "in_r": in_r, "out": out_r}
         self._ctlbuf = b""
@@ -670,6 +670,8 @@ class Board:
         back = bytearray()
         while fd is not None:
             try:
+                if not select.select([fd], [], [], 0)[0]:
+                    break
                 data = os.read(fd, 65536)
             except OSError:
                 break

@@ -88,12 +88,22 @@ def _reset_cause():
 
 
 # Board modules that only a real board has (network, machine...): loaded from the host's shim
-# directory now, before the flash becomes the root filesystem; a board has them built in.
+# directory now, before the flash becomes the root filesystem; a board has them built in. They
+# are the hardware, so their open() sees the host's files (e.g. the VMMAKER_LINK link state),
+# through a host filesystem object that is not mounted: device code sees only the flash.
+_host = vfs.VfsPosix()
+
+
+def _host_open(path, mode="r", *args):
+    return _host.open(path, mode)
+
+
 sys.path[:] = [_SHIMS, ".frozen"]
 for _name in os.listdir(_SHIMS):
     if _name.endswith(".py") and not _name.startswith("_"):
         try:
-            __import__(_name[:-3])
+            _mod = __import__(_name[:-3])
+            _mod.open = _host_open
         except Exception as e:
             print("board: shim %s failed to load: %r" % (_name, e))
 try:

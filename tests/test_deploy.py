@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 
 from host_sim import mpybuild
+from host_sim.ca import CertificateAuthority
 from host_sim.runner import micropython_path
 from tools import deploy
 
 ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "k3y-0f-the-device-5ecret-123456"
 WIFI_PASSWORD = "wifi-pa55word-not-to-print"
-CA = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
+CA = CertificateAuthority().cert_pem.decode("ascii")
 MPY_X64_129 = 6 | ((3 | (2 << 2)) << 8)        # MicroPython 1.29 on x86-64 (unix port): 2822
 MPY_ESP32_123 = 6 | ((3 | (10 << 2)) << 8)     # MicroPython 1.23 on an ESP32 (xtensawin)
 MPY_ESP32_122 = 6 | ((2 | (10 << 2)) << 8)
@@ -102,7 +103,8 @@ class FakeBoard:
         self.files[path] = bytes(data)
         self.writes.append(path)
 
-    def rename(self, src, dst):
+    def rename(self, src, dst, size):
+        assert len(self.files[src]) == size
         self.files[dst] = self.files.pop(src)
 
     def remove(self, path):
@@ -149,6 +151,11 @@ def secrets_dir(tmp_path):
     (tmp_path / "wifi").write_text(WIFI_PASSWORD + "\n")
     (tmp_path / "ca.pem").write_text(CA)
     return tmp_path
+
+
+def n_files():
+    """Files of a deploy: the board modules, the config, the app."""
+    return len(mpybuild.sources()) + 2
 
 
 def cli_args(secrets_dir, *extra):
@@ -341,7 +348,7 @@ def test_deploy_writes_verifies_and_resets(board, secrets_dir, capsys):
     assert board.resets == 1 and board.closed
     assert board.writes[-1] == "/main.py.part"          # the app goes last
     assert all(w.endswith(".part") for w in board.writes)  # then renamed into place
-    assert "verified: 13 file(s)" in out and "hard reset" in out
+    assert "verified: %d file(s)" % n_files() in out and "hard reset" in out
     assert "wrote       :/vmmaker.json" in out
     assert_no_secrets(out, err)
     # the config's hash is not printed (a short password could be brute-forced from it)
@@ -354,7 +361,7 @@ def test_rerun_skips_everything(board, secrets_dir, capsys):
     board.writes.clear()
     code, out, err = run_cli(capsys, cli_args(secrets_dir, "--no-reset"))
     assert code == 0, err
-    assert board.writes == [] and out.count("up to date") == 13
+    assert board.writes == [] and out.count("up to date") == n_files()
     assert board.resets == 1 and board.exited  # --no-reset
     assert_no_secrets(out, err)
 
@@ -369,7 +376,7 @@ def test_interrupted_deploy_resumes(board, secrets_dir, capsys):
     board.writes.clear()
     code, out, err = run_cli(capsys, cli_args(secrets_dir))
     assert code == 0, err
-    assert len(board.writes) == 13 - 4                  # the first four were skipped
+    assert len(board.writes) == n_files() - 4                  # the first four were skipped
     assert out.count("up to date") == 4 and "half-written" in out
     assert_exact(board)
     assert_no_secrets(out, err)
@@ -627,8 +634,27 @@ def test_board_snippets_on_micropython(tmp_path):
 
     (tmp_path / "main.py.part").write_bytes(b"new")
     src, dst = str(tmp_path / "main.py.part"), str(tmp_path / "main.py")
-    on_micropython(deploy.RENAME_CODE % (src, dst, dst, src, dst), tmp_path)
+    on_micropython(deploy.RENAME_CODE % (src, dst, 3), tmp_path)
     assert (tmp_path / "main.py").read_bytes() == b"new" and not (tmp_path / "main.py.part").exists()
+
+
+@needs_micropython
+@pytest.mark.parametrize("target_exists", [False, True])
+def test_rename_snippet_copes_with_a_vfs_whose_rename_fails(tmp_path, target_exists):
+    """The unix port's VfsPosix mounted with a root (the emulated board's flash) renames the new
+    name onto itself: the snippet sees the rename did not happen and copies."""
+    flash = tmp_path / "flash"
+    (flash / "lib").mkdir(parents=True)
+    data = bytes(range(256)) * 3 + b"end"
+    (flash / "lib" / "a.mpy.part").write_bytes(data)
+    if target_exists:
+        (flash / "lib" / "a.mpy").write_bytes(b"old")
+    mount = "import vfs, os\nvfs.umount('/')\nvfs.mount(vfs.VfsPosix(%r), '/')\nos.chdir('/')\n" % (
+        str(flash),)
+    on_micropython(mount + deploy.RENAME_CODE % ("/lib/a.mpy.part", "/lib/a.mpy", len(data)),
+                   tmp_path)
+    assert (flash / "lib" / "a.mpy").read_bytes() == data
+    assert not (flash / "lib" / "a.mpy.part").exists()
 
 
 @needs_micropython

@@ -613,13 +613,41 @@ for _c in %r.split('/'):
   pass
 """
 
+# Rename, replacing the target. If the rename did not happen (a FAT that will not overwrite, the
+# unix port's VfsPosix mounted with a root, which passes the new name twice), copy instead.
 RENAME_CODE = """\
 import os
+def _sz(p):
+ try:
+  return os.stat(p)[6]
+ except OSError:
+  return None
+_a, _b, _n = %r, %r, %d
 try:
- os.rename(%r, %r)
+ os.rename(_a, _b)
 except OSError:
- os.remove(%r)
- os.rename(%r, %r)
+ pass
+if _sz(_a) is not None or _sz(_b) != _n:
+ try:
+  os.remove(_b)
+ except OSError:
+  pass
+ try:
+  os.rename(_a, _b)
+ except OSError:
+  pass
+ if _sz(_a) is not None:
+  _f = open(_a, 'rb')
+  _g = open(_b, 'wb')
+  _buf = bytearray(256)
+  while True:
+   _k = _f.readinto(_buf)
+   if not _k:
+    break
+   _g.write(_buf if _k == 256 else _buf[:_k])
+  _f.close()
+  _g.close()
+  os.remove(_a)
 """
 
 IMPORT_CODE = """\
@@ -777,8 +805,8 @@ class MpremoteLink:
         except DeployError:
             pass
 
-    def rename(self, src, dst):
-        self.run(RENAME_CODE % (src, dst, dst, src, dst))
+    def rename(self, src, dst, size):
+        self.run(RENAME_CODE % (src, dst, size))
 
     def remove(self, path):
         self.run("import os\nos.remove(%r)" % path)
@@ -952,7 +980,7 @@ class Deploy:
                 break
             if attempt == 2:
                 raise VerifyFailed(self._mismatch(f, part, got))
-        self.link.rename(part, f.path)
+        self.link.rename(part, f.path, f.size)
         self.written += 1
         self.say("wrote       :%-28s %7d B  %s verified" % (f.path, f.size, "sha256" if f.secret
                                                            else f.shown_hash()))

@@ -71,6 +71,35 @@ def test_silent_server_times_out(device, failover):
     assert "api-fr.vmmaker.com" in out["message"]
 
 
+@pytest.mark.parametrize("part", ["status-line", "body"])
+def test_slow_drip_ends_at_the_deadline(device, part):
+    # One byte every 0.3 s: each read is well inside the read timeout, so only the call's
+    # deadline (2 s) can stop it; a reader that waits for whole lines or bodies with a fresh
+    # timeout per byte would go on for a minute.
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n"
+    drip = head if part == "status-line" else b"x" * 100
+
+    def respond(conn, request, n):
+        import time
+        if part == "body":
+            conn.sendall(head)
+        for i in range(len(drip)):
+            if srv.server.stopping:
+                return
+            try:
+                conn.sendall(drip[i:i + 1])
+            except OSError:
+                return  # the client gave up: that is the point
+            time.sleep(0.3)
+
+    with Scripted(respond) as srv:
+        cfg = fr_api_config({PRIMARY: srv.address}, timeout=1.5, deadline=2, alternates={})
+        out = device_call(device, cfg, 'c.get("/v1/x")')
+    assert not out["ok"], out
+    assert out["error"] == "RequestTimeout", out
+    assert out["elapsed_ms"] < 4500, out
+
+
 # -- redirects ----------------------------------------------------------------------------
 
 

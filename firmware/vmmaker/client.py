@@ -7,53 +7,31 @@ from . import policy as _policy
 from . import auth as _auth
 from .response import Response
 from .transport import SocketTransport
-from .errors import ConfigError, AuthError, RedirectError, RequestTimeout, CircuitOpen, with_history
+from .errors import (ConfigError, AuthError, RedirectError, RequestTimeout, CircuitOpen,
+                     ProtocolError, with_history)
 
 VERSION = "0.1.0"
 _AGENT = "vmmaker-sdk/" + VERSION
 REDIRECTS = (301, 302, 303, 307, 308)
 
-# Every key a config may hold, with its default; anything else is a typo worth reporting.
-DEFAULTS = {
-    "region": None, "service": "api", "api_key": None, "token": None, "token_provider": None,
-    "ca": None, "insecure_http": False, "hosts": None, "backups": None, "alternates": None,
-    "allow_hosts": (), "connect_timeout": 5.0, "timeout": 10.0, "deadline": 30.0,
-    "max_attempts": 4, "backoff_base": 0.2, "backoff_cap": 5.0, "retry_after_max": 30.0,
-    "max_body": 16384, "max_redirects": 5, "breaker_threshold": 5, "breaker_reset": 30.0,
-    "retry_budget": 10, "transport": None, "trace": None, "wifi": None, "clock": None,
-    "rand": None,
-}
+# Headers the SDK writes itself: a caller's copy would be sent twice or contradict it.
+_OWN_HEADERS = ("host", "content-length", "transfer-encoding", "connection", "x-api-key",
+                "authorization", "x-vmm-attempt")
 
 
 def load_config(path):
-    try:
-        with open(path) as f:
-            return _json.load(f)
-    except OSError:
-        raise ConfigError("device config %r not found: copy it to the board (README: deploy "
-                          "to a real board)" % path)
-    except ValueError:
-        raise ConfigError("device config %r is not valid JSON" % path)
-
-
-def _ms(cfg, key):
-    v = cfg[key]
-    if not isinstance(v, (int, float)) or v < 0:
-        raise ConfigError("%s must be a number of seconds >= 0, not %r" % (key, v))
-    return int(v * 1000)
+    from . import config
+    return config.load(path)
 
 
 class Client:
     def __init__(self, config=None, **options):
-        cfg = dict(DEFAULTS)
-        given = dict(config or {})
-        given.update(options)
-        for k in given:
-            if k not in DEFAULTS:
-                raise ConfigError("unknown config key %r (known: %s)" % (k, ", ".join(sorted(DEFAULTS))))
-        cfg.update(given)
-        if not cfg["region"]:
-            raise ConfigError("config has no 'region': use one of %s" % ", ".join(endpoints.REGIONS))
+        import sys
+        from . import config as _config
+        cfg = _config.merge(config, options)
+        ms = _config.seconds_ms
+        # Checked once: the module's code need not stay in a board's RAM.
+        sys.modules.pop("vmmaker.config", None)
         self.region = cfg["region"]
         self.service = cfg["service"]
         self.plan = endpoints.plan(self.region, self.service, cfg["backups"], cfg["alternates"])
@@ -71,12 +49,17 @@ class Client:
         self.sleep_ms = getattr(clock, "sleep_ms", port.sleep_ms)
         self.policy = _policy.Policy(
             clock, cfg["rand"] or port.random_unit, max_attempts=cfg["max_attempts"],
-            deadline_ms=_ms(cfg, "deadline"), backoff_base_ms=_ms(cfg, "backoff_base"),
-            backoff_cap_ms=_ms(cfg, "backoff_cap"), retry_after_max_ms=_ms(cfg, "retry_after_max"),
-            breaker_threshold=cfg["breaker_threshold"], breaker_reset_ms=_ms(cfg, "breaker_reset"),
+            deadline_ms=ms("deadline", cfg["deadline"]),
+            backoff_base_ms=ms("backoff_base", cfg["backoff_base"], 0),
+            backoff_cap_ms=ms("backoff_cap", cfg["backoff_cap"], 0),
+            retry_after_max_ms=ms("retry_after_max", cfg["retry_after_max"], 0),
+            breaker_threshold=cfg["breaker_threshold"],
+            breaker_reset_ms=ms("breaker_reset", cfg["breaker_reset"], 0),
             budget=cfg["retry_budget"], wall=getattr(clock, "wall_time", port.wall_time))
         self.transport = cfg["transport"] or SocketTransport(
-            cfg["hosts"], cfg["ca"], _ms(cfg, "connect_timeout"), _ms(cfg, "timeout"), cfg["max_body"])
+            cfg["hosts"], cfg["ca"] if self.scheme == "https" else None,
+            ms("connect_timeout", cfg["connect_timeout"]), ms("timeout", cfg["timeout"]),
+            cfg["max_body"])
 
     @classmethod
     def from_file(cls, path="vmmaker.json", **options):
@@ -99,19 +82,43 @@ class Client:
 
     def request(self, method, url, headers=None, data=None, json=None, timeout=None):
         """Send one call with failover. `url` is '/v1/x', 'x' (-> /v1/x) or a full VM Maker URL."""
+        if not isinstance(method, str) or not method:
+            raise ConfigError("method must be a string such as 'GET', not %r" % (method,))
         method = method.upper()
         hdrs = {"User-Agent": _AGENT}
         keyed = False
         if headers:
+            if not isinstance(headers, dict):
+                raise ConfigError("headers must be a dict of str to str")
             for k in headers:
-                hdrs[k] = headers[k]
-                keyed = keyed or k.lower() == "idempotency-key"
+                v = headers[k]
+                if not isinstance(k, str) or not isinstance(v, str):
+                    raise ConfigError("header %r: names and values must be str, not %s"
+                                      % (k, type(v).__name__))
+                lk = k.lower()
+                if lk in _OWN_HEADERS:
+                    raise ConfigError("header %r is set by the SDK (credentials come from the "
+                                      "config)" % k)
+                hdrs[k] = v
+                keyed = keyed or lk == "idempotency-key"
         body = data
         if json is not None:
-            body = _json.dumps(json)
+            if data is not None:
+                raise ConfigError("pass data= or json=, not both")
+            try:
+                body = _json.dumps(json)
+            except (TypeError, ValueError) as e:
+                raise ConfigError("json= value cannot be encoded as JSON: %s" % e)
             hdrs.setdefault("Content-Type", "application/json")
         if isinstance(body, str):
             body = body.encode()
+        elif body is not None and not isinstance(body, (bytes, bytearray)):
+            raise ConfigError("data must be bytes or str, not %s (use json= for a dict or list)"
+                              % type(body).__name__)
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not 0 < timeout <= 86400):
+            raise ConfigError("timeout must be a number of seconds from 0.001 to 86400, not %r"
+                              % (timeout,))
         if method in ("POST", "PATCH") and not keyed:
             # One key for every retry and failover of this call: the server de-duplicates.
             hdrs["Idempotency-Key"] = _hex(port.random_bytes(16))
@@ -119,8 +126,13 @@ class Client:
         plan, path, fixed = self._target(url)
         call = self.policy.start(plan, method, keyed)
         if timeout is not None:
-            clock = self.policy.clock  # the policy's clock, which may be injected
-            call.deadline = clock.ticks_add(clock.ticks_ms(), int(timeout * 1000))
+            call.set_deadline(int(timeout * 1000))
+        try:
+            return self._run(call, method, plan, path, fixed, hdrs, body)
+        finally:
+            call.close()  # a half-open probe this call did not settle is given back
+
+    def _run(self, call, method, plan, path, fixed, hdrs, body):
         last = None
         while True:
             step = call.next()
@@ -133,7 +145,9 @@ class Client:
                 self.sleep_ms(sleep)
             try:
                 resp = self._send(method, fixed or (self.scheme, ep.host, None), path, hdrs, body, call)
-            except (RedirectError, ConfigError):
+            except RedirectError as e:
+                raise with_history(e, call.history)  # refused by policy: failing over cannot help
+            except ConfigError:
                 raise
             except Exception as e:
                 kind = _kind(e)
@@ -173,10 +187,16 @@ class Client:
 
     def _target(self, url):
         """-> (plan, path, fixed (scheme, host, port) or None)."""
+        if not isinstance(url, str) or not url:
+            raise ConfigError("url must be a path such as '/v1/status' or a VM Maker URL, not %r"
+                              % (url,))
         if "://" not in url:
             path = url if url.startswith("/") else "/v1/" + url
             return self.plan, path, None
         scheme, host, portno, path = httpcodec.split_url(url)
+        if scheme == "http" and self.scheme == "https":
+            raise ConfigError("refusing to send credentials over plain http (%s): use https, or "
+                              "set 'insecure_http' for a local test server" % host)
         if host not in self.allow:
             raise ConfigError("%s is not a VM Maker host; add it to 'allow_hosts' to send "
                               "credentials there" % host)
@@ -192,12 +212,15 @@ class Client:
         portno = portno or (443 if scheme == "https" else 80)
         origin = (scheme, host, portno)
         h = hdrs  # copied only when a redirect must change it: a 303 or a new origin
+        stripped = False
         for hop in range(self.max_redirects + 1):
-            if hop and (scheme, host, portno) != origin and h is hdrs:
-                h = {}
-                for k in hdrs:
+            if hop and not stripped and (scheme, host, portno) != origin:
+                stripped = True
+                keep = {}
+                for k in h:
                     if k.lower() not in _auth.CREDENTIAL_HEADERS:
-                        h[k] = hdrs[k]  # caller's own credentials never follow a host change
+                        keep[k] = h[k]  # caller's own credentials never follow a host change
+                h = keep
             if host in self.allow:
                 self.auth.apply(h)
             else:
@@ -231,12 +254,21 @@ class Client:
 
 
 def _resolve(loc, scheme, host, portno):
-    if "://" in loc:
-        return httpcodec.split_url(loc)
-    if loc.startswith("//"):
-        return httpcodec.split_url(scheme + ":" + loc)
+    # The Location comes from the server: a malformed one is the server's fault (a
+    # ProtocolError, so the call fails over), never a ConfigError for the device owner.
+    for c in loc:
+        if not "!" <= c <= "~":
+            raise ProtocolError("%s sent a redirect Location with spaces, control or non-ASCII "
+                                "characters: %r" % (host, loc[:60]))
+    try:
+        if "://" in loc:
+            return httpcodec.split_url(loc)
+        if loc.startswith("//"):
+            return httpcodec.split_url(scheme + ":" + loc)
+    except ConfigError as e:
+        raise ProtocolError("%s sent an unusable redirect Location: %s" % (host, e))
     if not loc.startswith("/"):
-        raise RedirectError("unsupported relative redirect %r" % loc[:60])
+        raise ProtocolError("%s sent an unsupported relative redirect %r" % (host, loc[:60]))
     return scheme, host, portno, loc
 
 

@@ -4,7 +4,8 @@ from .errors import ProtocolError, BodyTooLarge, ConfigError
 
 MAX_LINE = 4096
 MAX_HEADERS = 64
-MAX_HEAD = 8192
+MAX_HEAD = 8192  # status line and every header together
+MAX_INTERIM = 5
 
 
 def split_url(url):
@@ -146,6 +147,8 @@ def parse_head(block, start=0, end=None):
     """
     if end is None:
         end = len(block)
+    if end - start > MAX_HEAD:
+        raise ProtocolError("response head larger than %d bytes" % MAX_HEAD)
     s = _ascii(block)  # offsets of s and block agree only when all of block is ASCII
     eol = block.find(b"\n", start, end)
     if eol < 0:
@@ -208,15 +211,23 @@ def _line(stream):
     return line
 
 
-def _exact(stream, n):
-    # Read exactly n bytes; a peer holding the connection open after them is fine.
-    buf = stream.read(n) if n else b""
-    while len(buf) < n:
-        chunk = stream.read(n - len(buf))
+def _exact(stream, n, out=None):
+    # Read exactly n bytes (appended to the bytearray `out` when given); a peer holding the
+    # connection open after them is fine. Reads may come in pieces: each is bounded.
+    first = stream.read(n) if n else b""
+    if out is None and len(first) == n:
+        return first  # the usual case: no copy
+    acc = bytearray(first) if out is None else out
+    if out is not None:
+        acc += first
+    got = len(first)
+    while got < n:
+        chunk = stream.read(n - got)
         if not chunk:
-            raise ProtocolError("connection closed after %d of %d body bytes" % (len(buf), n))
-        buf += chunk
-    return buf
+            raise ProtocolError("connection closed after %d of %d body bytes" % (got, n))
+        acc += chunk
+        got += len(chunk)
+    return acc if out is not None else bytes(acc)
 
 
 def read_head(stream):
@@ -230,10 +241,15 @@ def read_head(stream):
         got = rh(MAX_HEAD)
         if got is not None:
             return parse_head(got[0], got[1], got[2])
-    status = parse_status_line(_line(stream))
+    line = _line(stream)
+    status = parse_status_line(line)
     headers = {}
+    size = len(line)
     while True:
         line = _line(stream)
+        size += len(line)
+        if size > MAX_HEAD:
+            raise ProtocolError("response head larger than %d bytes" % MAX_HEAD)
         if line in (b"\r\n", b"\n"):
             return status, headers
         if not line:
@@ -249,34 +265,40 @@ def read_body(stream, mode, length, max_body):
         if length > max_body:
             raise BodyTooLarge("body of %d bytes exceeds max_body=%d" % (length, max_body))
         return _exact(stream, length)
+    out = bytearray()  # grows in place: no copy of the whole body per piece
     if mode == "chunked":
-        out = b""
         while True:
             n = parse_chunk_size(_line(stream))
             if n == 0:
-                while _line(stream) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers are read and dropped
-                return out
+                for _ in range(MAX_HEADERS + 1):
+                    if _line(stream) in (b"\r\n", b"\n", b""):
+                        return bytes(out)  # trailers are read and dropped
+                raise ProtocolError("more than %d trailer lines" % MAX_HEADERS)
             if len(out) + n > max_body:
                 raise BodyTooLarge("chunked body exceeds max_body=%d" % max_body)
-            out += _exact(stream, n)
+            _exact(stream, n, out)
             if _line(stream) not in (b"\r\n", b"\n"):
                 raise ProtocolError("chunk not followed by CRLF")
-    out = b""
     while True:  # close-delimited
         chunk = stream.read(512)
         if not chunk:
-            return out
+            return bytes(out)
         if len(out) + len(chunk) > max_body:
             raise BodyTooLarge("body exceeds max_body=%d" % max_body)
         out += chunk
 
 
-def read_response(stream, method, max_body):
-    """-> (status, headers, body). Interim 1xx answers are skipped."""
-    while True:
+def read_response(stream, method, max_body, upgrade=False):
+    """-> (status, headers, body). A few interim 1xx answers are skipped; a 101 answers
+    only a request that asked to upgrade (upgrade=True), and the stream then belongs to the
+    new protocol (no body is read)."""
+    for _ in range(MAX_INTERIM + 1):
         status, headers = read_head(stream)
-        if status >= 200 or status == 101:
-            break
-    mode, n = body_framing(method, status, headers)
-    return status, headers, read_body(stream, mode, n, max_body)
+        if status == 101:
+            if upgrade:
+                return status, headers, b""
+            raise ProtocolError("unexpected 101 Switching Protocols: the request asked for no upgrade")
+        if status >= 200:
+            mode, n = body_framing(method, status, headers)
+            return status, headers, read_body(stream, mode, n, max_body)
+    raise ProtocolError("more than %d interim (1xx) answers" % MAX_INTERIM)

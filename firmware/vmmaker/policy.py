@@ -81,11 +81,16 @@ class Policy:
         b = self.breakers.get(host)
         if b is None:
             return 0
+        # A window longer than any this policy sets means the tick counter wrapped (ESP32
+        # ticks wrap every ~12 days): treat it as over rather than open for days.
         if b.open_until is not None:
-            if self._after(b.open_until) > 0 or b.probing:
+            left = self._after(b.open_until)
+            if (0 < left <= 2 * self.breaker_reset_ms) or b.probing:
                 return None
         if b.not_before is not None:
-            return max(0, self._after(b.not_before))
+            left = self._after(b.not_before)
+            if 0 < left <= self.retry_after_max_ms:
+                return left
         return 0
 
     def success(self, host):
@@ -130,6 +135,7 @@ class Call:
         self.p = policy
         self.plan = plan
         self.safe = idempotent or method in IDEMPOTENT
+        self.deadline_ms = policy.deadline_ms
         self.deadline = policy.clock.ticks_add(policy.clock.ticks_ms(), policy.deadline_ms)
         self.idx = 0
         self.attempts = 0
@@ -138,6 +144,12 @@ class Call:
         self.stop = None        # why no further attempt is possible
         self.history = []       # (host, status or error kind)
         self.sent = 0           # requests put on the wire (retries, failovers, redirect hops)
+        self.probes = None      # hosts this call probes half-open (released by close())
+
+    def set_deadline(self, ms):
+        """A per-call deadline instead of the policy's."""
+        self.deadline_ms = ms
+        self.deadline = self.p.clock.ticks_add(self.p.clock.ticks_ms(), ms)
 
     def left_ms(self):
         return self.p._after(self.deadline)
@@ -169,12 +181,15 @@ class Call:
             p.tokens -= 1
             sleep = max(sleep, p.backoff_ms(self.attempts - 1))
         if (self.attempts or sleep) and sleep >= self.left_ms():  # never sleep past the deadline
-            self.stop = "deadline of %d ms reached" % p.deadline_ms
+            self.stop = "deadline of %d ms reached" % self.deadline_ms
             return None
         self.idx = pick
         b = p.breakers.get(self.plan[pick].host)
-        if b is not None and b.open_until is not None:
+        if b is not None and b.open_until is not None and not b.probing:
             b.probing = True  # half-open: this call is the one probe
+            if self.probes is None:
+                self.probes = []
+            self.probes.append(b)
         self.attempts += 1
         return self.plan[pick], sleep
 
@@ -203,6 +218,9 @@ class Call:
                 return AUTH
             self.refreshed = True
             self.attempts -= 1  # a token refresh is not a failover attempt
+            b = p.breakers.get(host)
+            if b is not None:
+                b.probing = False  # the same server is asked again, with the new token
             return REFRESH
         if status in (429, 503):
             p.fence(host, retry_after)
@@ -215,6 +233,15 @@ class Call:
             return "retry"
         self._advance(action)
         return "retry"
+
+    def close(self):
+        """The call is over, however it ended: a probe it took but did not settle (an error
+        raised mid-call, an answer credited to the host a redirect led to) is given back,
+        so the next call may probe; the breaker's open window itself is unchanged."""
+        if self.probes:
+            for b in self.probes:
+                b.probing = False
+            self.probes = None
 
     def on_error(self, host, kind, sent):
         """A transport failure of kind 'connect', 'tls', 'timeout' or 'protocol'.

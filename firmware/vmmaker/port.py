@@ -82,8 +82,12 @@ def tls_context(ca):
 
 
 class Stream:
-    """A connected socket seen as readline/readhead/read/write, every read bounded by a
-    deadline. MicroPython sockets are buffered here; CPython's by a buffered file.
+    """A connected socket seen as readline/readhead/read/write.
+
+    Every read is one recv() bounded by the read timeout and by the call's deadline, which
+    is checked again before each recv(): a server dripping a byte at a time cannot hold a
+    call past its deadline. (MicroPython's readline() reads a byte per call and its read()
+    waits for a full buffer, each wait with a fresh timeout; CPython's buffered files too.)
     """
 
     def __init__(self, raw, wrapped):
@@ -92,14 +96,8 @@ class Stream:
         self.deadline = None
         self.limit_ms = 0
         self._armed = None
-        if MICROPYTHON:
-            # MicroPython's readline() reads one byte per call (one syscall or TLS read per
-            # byte), and its read()/readinto() wait for a full buffer: keep what recv() gave.
-            self._data = b""
-            self._lo = 0
-            self._f = wrapped
-        else:
-            self._f = wrapped.makefile("rb")
+        self._data = b""  # what recv() gave and no reader has taken yet, from _lo on
+        self._lo = 0
 
     def arm(self, deadline, limit_ms):
         """Each later read waits at most limit_ms, and never past the deadline tick."""
@@ -107,7 +105,7 @@ class Stream:
         self.limit_ms = limit_ms
         self._armed = None
 
-    def _rearm(self):
+    def _recv(self, n):
         left = ticks_diff(self.deadline, ticks_ms())
         if left <= 0:
             raise OSError(110, "deadline reached")
@@ -116,11 +114,11 @@ class Stream:
             self._armed = ms
             # On MicroPython the TLS socket reads through the raw one, which holds the timeout.
             (self.raw if MICROPYTHON else self.sock).settimeout(ms / 1000)
+        return self.sock.recv(n)
 
     def _more(self):
-        # MicroPython only: append what the socket has now; False at end of stream.
-        self._rearm()
-        chunk = self.sock.recv(512)
+        # Append what the socket has now; False at end of stream.
+        chunk = self._recv(512)
         if not chunk:
             return False
         if self._lo < len(self._data):
@@ -138,9 +136,6 @@ class Stream:
 
     def readline(self, limit):
         """Up to and including b"\\n", at most `limit` bytes; b"" at end of stream."""
-        if not MICROPYTHON:
-            self._rearm()
-            return self._f.readline(limit)
         while True:
             d = self._data
             nl = d.find(b"\n", self._lo)
@@ -152,22 +147,9 @@ class Stream:
                 return line
 
     def readhead(self, limit):
-        """A whole response head (through its blank line) -> (bytes, start, end).
-
-        None when it is longer than `limit`: the caller then reads it line by line.
-        """
-        if not MICROPYTHON:
-            lines = []
-            size = 0
-            while size <= limit:
-                self._rearm()
-                line = self._f.readline(limit + 1 - size)
-                lines.append(line)
-                size += len(line)
-                if not line or (len(lines) > 1 and line in (b"\r\n", b"\n")):
-                    break
-            head = b"".join(lines)
-            return head, 0, len(head)
+        """A whole response head (through its blank line) -> (bytes, start, end), parsed in
+        place by the codec: no copy. At end of stream, what there is (the codec says what
+        is missing); past `limit` bytes, as much as that (the codec refuses it)."""
         while True:
             d = self._data
             a = d.find(b"\n\r\n", self._lo)  # the first blank line ends the head
@@ -175,27 +157,25 @@ class Stream:
             end = a + 3 if a >= 0 and (b < 0 or a < b) else (b + 2 if b >= 0 else -1)
             if end >= 0:
                 break
-            if len(d) - self._lo > limit:
-                return None
-            if not self._more():
-                end = len(self._data)  # end of stream: the parser says what is missing
+            if len(d) - self._lo > limit or not self._more():
+                end = len(self._data)
                 break
         start = self._lo
         self._lo = end
-        return self._data, start, end  # the parser reads the head in place: no copy
+        return self._data, start, end
 
     def read(self, n):
-        if MICROPYTHON and self._lo < len(self._data):
-            d = self._data  # what the line reader already holds comes first
+        """Up to n bytes (at least one unless the stream ended)."""
+        d = self._data
+        if self._lo < len(d):  # what the line reader already holds comes first
             end = min(len(d), self._lo + n)
             piece = d if (self._lo == 0 and end == len(d)) else d[self._lo:end]
             self._lo = end
             return piece
-        self._rearm()
-        return self._f.read(n)
+        return self._recv(min(n, 2048))
 
     def close(self):
-        for s in (self._f, self.sock, self.raw):
+        for s in (self.sock, self.raw):
             try:
                 s.close()
             except Exception:

@@ -2,15 +2,21 @@
 # timeout and by the call's deadline, the socket closed on every path.
 from . import port
 from . import httpcodec
-from .errors import ConnectError, RequestTimeout, TLSError, ProtocolError, VMMakerError
+from .errors import ConnectError, RequestTimeout, TLSError, ConfigError, VMMakerError
 
 
 class SocketTransport:
     def __init__(self, hosts=None, ca=None, connect_timeout_ms=5000, read_timeout_ms=10000,
                  max_body=16384):
         self.hosts = hosts or {}
-        self._ca = ca
         self._ctx = None
+        if ca is not None:
+            try:  # now, so a bad CA is a config error at start-up, not a failover later
+                self._ctx = port.tls_context(ca)
+            except MemoryError:
+                raise
+            except Exception as e:
+                raise ConfigError("ca is not a usable CA certificate: %s" % _short(e))
         self._addrs = {}
         self.connect_timeout_ms = connect_timeout_ms
         self.read_timeout_ms = read_timeout_ms
@@ -18,7 +24,7 @@ class SocketTransport:
 
     def _tls(self):
         if self._ctx is None:
-            self._ctx = port.tls_context(self._ca)
+            raise ConfigError("https needs the CA certificate: set 'ca' in the config")
         return self._ctx
 
     def _sockaddr(self, host, portno):
@@ -46,6 +52,8 @@ class SocketTransport:
             except (VMMakerError, MemoryError):
                 raise  # out of RAM is not a network failure: no failover would help
             except Exception as e:
+                if not isinstance(e, OSError) and not port.is_tls_error(e):
+                    raise  # a bug, not the network: failing over would hide it
                 if port.is_tls_error(e):
                     raise TLSError("TLS handshake with %s failed (certificate or host name "
                                    "not trusted): %s" % (host, _short(e)))
@@ -64,6 +72,8 @@ class SocketTransport:
         except MemoryError:
             raise
         except Exception as e:
+            if not isinstance(e, OSError) and not port.is_tls_error(e):
+                raise  # a bug, not the network: failing over would hide it
             if port.is_timeout(e):
                 err = RequestTimeout("no answer from %s within the read timeout (%d ms) or the "
                                      "call's deadline" % (host, self.read_timeout_ms))

@@ -310,10 +310,26 @@ def _():
     ok("link" not in h, "interim headers are dropped")
 
 
-@case("switching_101_is_final")
+@case("switching_101_only_when_asked")
 def _():
-    s, h, b = resp(head("101 Switching Protocols", "Upgrade: websocket") + b"frames")
-    eq((s, b), (101, b""))
+    raw = head("101 Switching Protocols", "Upgrade: websocket") + b"frames"
+    raises(ProtocolError, resp, raw)  # unsolicited: the server is confused
+    s, h, b = httpcodec.read_response(io.BytesIO(raw), "GET", CAP, upgrade=True)
+    eq((s, h.get("upgrade"), b), (101, "websocket", b""))
+
+
+@case("interim_1xx_bounded")
+def _():
+    eq(resp(head("100 Continue") * 5 + head("200 OK", "Content-Length: 0"))[0], 200)
+    raises(ProtocolError, resp, head("100 Continue") * 6 + head("200 OK", "Content-Length: 0"))
+
+
+@case("head_size_bounded")
+def _():
+    # 200 repeats of one name merge into one value: the head's total size is what counts.
+    raw = head("200 OK", *(["X-Rep: " + "v" * 40] * 200))
+    e = raises(ProtocolError, resp, raw)
+    ok("larger than" in str(e), str(e))
 
 
 table("malformed_", [

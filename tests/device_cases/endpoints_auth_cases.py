@@ -210,10 +210,79 @@ table("client_config_", [
 ], client_error)
 
 
+def bad(**kw):
+    cfg = {"region": "tr", "api_key": KEY, "insecure_http": True}
+    cfg.update(kw)
+    return cfg
+
+
+# Every wrong type or range is a ConfigError naming the key, never a TypeError later.
+table("client_config_bad_", [
+    ("region_int", bad(region=5), ("region",)),
+    ("service_int", bad(service=1), ("service",)),
+    ("zero_timeout", bad(timeout=0), ("timeout",)),
+    ("zero_connect_timeout", bad(connect_timeout=0), ("connect_timeout",)),
+    ("nan_deadline", bad(deadline=float("nan")), ("deadline",)),
+    ("inf_deadline", bad(deadline=float("inf")), ("deadline",)),
+    ("huge_deadline", bad(deadline=1e30), ("deadline",)),
+    ("bool_deadline", bad(deadline=True), ("deadline",)),
+    ("attempts_zero", bad(max_attempts=0), ("max_attempts",)),
+    ("attempts_str", bad(max_attempts="4"), ("max_attempts",)),
+    ("redirects_str", bad(max_redirects="5"), ("max_redirects",)),
+    ("budget_float", bad(retry_budget=1.5), ("retry_budget",)),
+    ("max_body_str", bad(max_body="100"), ("max_body",)),
+    ("hosts_list", bad(hosts=["a"]), ("hosts",)),
+    ("hosts_short", bad(hosts={"api-tr.vmmaker.com": ["127.0.0.1"]}), ("hosts", "api-tr")),
+    ("hosts_port_str", bad(hosts={"api-tr.vmmaker.com": ["127.0.0.1", "80"]}), ("hosts",)),
+    ("backups_list", bad(backups=["x"]), ("backups",)),
+    ("alternates_list", bad(alternates=["de"]), ("alternates",)),
+    ("alternates_none", bad(alternates={"tr": None}), ("alternates",)),
+    ("alternates_str", bad(alternates={"tr": "de"}), ("alternates", "list")),
+    ("allow_hosts_none", bad(allow_hosts=None), ("allow_hosts",)),
+    ("allow_hosts_int", bad(allow_hosts=5), ("allow_hosts",)),
+    ("token_int", {"region": "tr", "service": "own", "token": 123, "insecure_http": True}, ("token",)),
+    ("provider_not_callable", {"region": "tr", "service": "own", "token_provider": "x",
+                               "insecure_http": True}, ("token_provider",)),
+    ("insecure_str", bad(insecure_http="yes"), ("insecure_http",)),
+    ("ca_garbage", {"region": "tr", "api_key": KEY, "ca": 5}, ("ca",)),
+    ("ca_not_pem", {"region": "tr", "api_key": KEY, "ca": "hello"}, ("ca", "PEM")),
+    ("wifi_str", bad(wifi="ssid"), ("wifi",)),
+    ("transport_no_send", bad(transport=object()), ("transport",)),
+    ("config_not_dict", ["region", "tr"], ("dict",)),
+], client_error)
+
+
+@case("client_config_key_with_newline_never_shown")
+def _():
+    # A stray newline or space in the key would break the header: refused at start-up,
+    # and the message does not repeat the secret.
+    for k in (KEY + "\n", " " + KEY, KEY + " x", KEY + "\u00e9"):
+        e = raises(ConfigError, vmmaker.Client, bad(api_key=k))
+        no_secret(KEY, "ConfigError for a malformed key", str(e))
+        ok("api_key" in str(e), str(e))
+
+
+# A CA certificate made once with trustme: the client parses its CA at start-up.
+TEST_CA = """-----BEGIN CERTIFICATE-----
+MIIByTCCAW+gAwIBAgIUU4izyYIQZErP7xHIa4dfGW4Mz54wCgYIKoZIzj0EAwIw
+QDEXMBUGA1UECgwOdHJ1c3RtZSB2MS4yLjExJTAjBgNVBAsMHFRlc3RpbmcgQ0Eg
+IzNtNnZyaTVhY0JLdXp4X2gwIBcNMDAwMTAxMDAwMDAwWhgPMzAwMDAxMDEwMDAw
+MDBaMEAxFzAVBgNVBAoMDnRydXN0bWUgdjEuMi4xMSUwIwYDVQQLDBxUZXN0aW5n
+IENBICMzbTZ2cmk1YWNCS3V6eF9oMFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAE
+isD2koN9YRUvjTLynxrCY6NkMMp04x9/5TPXzd0A4oBg9ks2w3+NkPdL/rd+EtiM
+kkq/WwpzLeHe5uxJJH7nmqNFMEMwHQYDVR0OBBYEFKFg1NGCOjiWNxyBhl2zLa/K
+dTE7MBIGA1UdEwEB/wQIMAYBAf8CAQkwDgYDVR0PAQH/BAQDAgGGMAoGCCqGSM49
+BAMCA0gAMEUCIQDCybwI89Y+t6+sYgzBF7l6HzpimW7iL5bdng6yzVqLYAIgOh3k
+QV1fd9MpRR07u/5Sy+i8ZbGXwTa0EDuweZRbQus=
+-----END CERTIFICATE-----
+
+"""
+
+
 @case("client_config_ok_variants")
 def _():
     vmmaker.Client({"region": "tr", "api_key": KEY, "insecure_http": True})
-    vmmaker.Client({"region": "tr", "api_key": KEY, "ca": "-----BEGIN CERTIFICATE-----\n"})
+    vmmaker.Client({"region": "tr", "api_key": KEY, "ca": TEST_CA})
     vmmaker.Client(region="de", service="cloud", api_key=KEY, transport=NoTransport())
     c = vmmaker.Client({"region": "tr", "api_key": "x"}, api_key=KEY, transport=NoTransport())
     eq((c.region, c.service), ("tr", "api"), "keyword options override the dict")
@@ -307,5 +376,15 @@ def _():
     ok("circuit breaker" in str(e), str(e))
 
 
+@case("client_config_unusable_ca")
+def _():
+    # A CA that does not parse is a config error at start-up, not a TLS failure (and a
+    # failover) at the first call.
+    e = raises(ConfigError, vmmaker.Client, {"region": "tr", "api_key": KEY,
+                                             "ca": "-----BEGIN CERTIFICATE-----\nnope\n"})
+    ok("ca" in str(e), str(e))
+
+
 if __name__ == "__main__":
     run()
+

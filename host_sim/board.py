@@ -236,6 +236,7 @@ class Board:
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._requests = []
         self._stopping = False
+        self._closed = False
 
         # console
         self._listener = None
@@ -244,21 +245,25 @@ class Board:
         self._out = bytearray()   # waiting for the client
         self._out_since = None    # when the client last took output (pty stall detection)
         self._wregistered = False
-        if transport == "socket":
-            self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._listener.bind(("127.0.0.1", port))
-            self._listener.listen(4)
-            self._listener.setblocking(False)
-            self._sel.register(self._listener, selectors.EVENT_READ, "accept")
-            self.address = "socket://127.0.0.1:%d" % self._listener.getsockname()[1]
-        else:
-            import tty
-            self._master, slave = os.openpty()
-            self.address = os.ttyname(slave)
-            tty.setraw(slave)  # no echo, no newline translation: a serial line
-            os.close(slave)    # unopened slave = no client (the master sees a hangup)
-            os.set_blocking(self._master, False)
+        try:
+            if transport == "socket":
+                self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                self._listener.bind(("127.0.0.1", port))
+                self._listener.listen(4)
+                self._listener.setblocking(False)
+                self._sel.register(self._listener, selectors.EVENT_READ, "accept")
+                self.address = "socket://127.0.0.1:%d" % self._listener.getsockname()[1]
+            else:
+                import tty
+                self._master, slave = os.openpty()
+                self.address = os.ttyname(slave)
+                tty.setraw(slave)  # no echo, no newline translation: a serial line
+                os.close(slave)    # unopened slave = no client (the master sees a hangup)
+                os.set_blocking(self._master, False)
+        except OSError:
+            self._cleanup()
+            raise
 
         # REPL
         self._inbuf = bytearray()   # console input for the REPL
@@ -1015,6 +1020,9 @@ class Board:
     # -- shutdown ------------------------------------------------------------------------
 
     def _cleanup(self):
+        if self._closed:
+            return
+        self._closed = True
         for closer in (lambda: self._drop_client(),
                        lambda: self._listener and self._listener.close(),
                        lambda: self._master is not None and os.close(self._master),

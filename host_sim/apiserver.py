@@ -456,8 +456,8 @@ class ApiServer(LoopbackServer):
             self.requests.append(request)
             response = self._answer(request)
         response.headers["X-VMM-Server"] = self.label
-        if self.response_delay_s:
-            self._stopping.wait(self.response_delay_s)
+        if self.response_delay_s and self._stopping.wait(self.response_delay_s):
+            return  # stopped while "slow": a dead server does not answer after all
         conn.sendall(response.to_bytes())
 
     def _answer(self, request):

@@ -148,20 +148,48 @@ def cmd_run(args):
             log.flush()
             cmd = device.command(app) + list(args.args)
             proc = subprocess.Popen(cmd, cwd=str(device.flash), env=device.env())
+            # SIGTERM (a CI runner, `kill`) must not orphan the device process.
+            previous = signal.signal(signal.SIGTERM, _raise_interrupt)
             try:
                 rc = proc.wait(timeout=args.timeout)
             except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
                 log.write("[vmmaker-sim] %s ran longer than %s s: killed\n" % (
                     os.path.basename(app), args.timeout))
                 rc = 124
             except KeyboardInterrupt:
-                proc.kill()
-                proc.wait()
                 rc = 130
+            finally:
+                signal.signal(signal.SIGTERM, previous)
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
         _print_world_log(world, log)
     return rc
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def _heap_size(text):
+    """argparse type for --heap: a byte count with an optional K/M suffix, at least 8K."""
+    t = text.strip().upper()
+    mult = {"K": 1024, "M": 1024 * 1024}.get(t[-1:], 1)
+    digits = t[:-1] if mult > 1 else t
+    if not digits.isdigit() or int(digits) * mult < 8192:
+        raise argparse.ArgumentTypeError("%r is not a heap size: use bytes or K/M, at least 8K, "
+                                         "e.g. 128K" % text)
+    return text.strip()
+
+
+def _seconds(text):
+    try:
+        v = float(text)
+    except ValueError:
+        v = float("nan")
+    if not 0 < v < 86400:
+        raise argparse.ArgumentTypeError("%r: give a number of seconds between 0 and 86400" % text)
+    return v
 
 
 def _print_world_log(world, log):
@@ -232,8 +260,11 @@ def cmd_serve(args):
             config = world.device_config(region, service)
             text = json.dumps(config, indent=2)
             if args.config_out:
-                with open(args.config_out, "w") as f:
-                    f.write(text + "\n")
+                try:
+                    with open(args.config_out, "w") as f:
+                        f.write(text + "\n")
+                except OSError as e:
+                    return _usage_error("cannot write --config-out %s: %s" % (args.config_out, e.strerror))
                 out.write("device config (%s/%s): written to %s\n" % (region, service, args.config_out))
             else:
                 out.write("device config (%s/%s), save as vmmaker.json on the simulated board:\n%s\n"
@@ -321,7 +352,7 @@ def build_parser():
     def device_opts(sp):
         sp.add_argument("--python", action="store_true",
                         help="run the device code under CPython instead of MicroPython")
-        sp.add_argument("--heap", metavar="SIZE",
+        sp.add_argument("--heap", metavar="SIZE", type=_heap_size,
                         help="MicroPython GC heap, passed as -X heapsize=SIZE, e.g. 96K; the SDK and "
                              "the sample app need about 96K on the 64-bit unix port (a 32-bit "
                              "ESP32 needs less: pointers are half the size)")
@@ -342,7 +373,7 @@ def build_parser():
     r.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a device config key (VALUE is JSON), e.g. --set backoff_base=0.05")
     r.add_argument("--source", action="store_true", help="MicroPython: load firmware .py, not .mpy")
-    r.add_argument("--timeout", type=float, default=120, help="kill the script after this many seconds")
+    r.add_argument("--timeout", type=_seconds, default=120, help="kill the script after this many seconds")
     device_opts(r)
     r.set_defaults(func=cmd_run)
 
@@ -369,7 +400,7 @@ def build_parser():
     t.add_argument("--pty", action="store_true", help="console on a pseudo-terminal /dev/pts/N")
     b.add_argument("--port", type=int, default=0, help="with --socket: the TCP port (default: any "
                    "free one)")
-    b.add_argument("--heap", metavar="SIZE", help="MicroPython GC heap, e.g. 128K (default: the "
+    b.add_argument("--heap", metavar="SIZE", type=_heap_size, help="MicroPython GC heap, e.g. 128K (default: the "
                    "unix port's)")
     b.add_argument("--log", metavar="FILE", help="append everything the board prints to FILE")
     b.add_argument("--echo", action="store_true", help="also print the board's console output here")

@@ -6,6 +6,7 @@ import signal
 import ssl
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -81,6 +82,10 @@ def test_demo_unknown_flow_exits_2():
     (["--region", "mars"], ["unknown region 'mars'", "tr, fr, usa, de"]),
     (["--region", "tr", "--scenario", "meteor"], ["unknown scenario 'meteor'", "maintenance"]),
     (["--region", "de", "--service", "own"], ["'own'", "'tr' only"]),
+    (["--region", "tr", "--timeout", "-1"], ["--timeout", "seconds"]),
+    (["--region", "tr", "--timeout", "nan"], ["--timeout", "seconds"]),
+    (["--region", "tr", "--heap", "abc"], ["--heap", "128K"]),
+    (["--region", "tr", "--heap", "1"], ["--heap", "at least 8K"]),
 ])
 def test_run_rejects_bad_arguments(args, words):
     proc = cli("run", "examples/device_app.py", *args, "--python", timeout=30)
@@ -101,6 +106,39 @@ def test_run_streams_the_app_and_returns_its_status():
               "--set", "api_key=wrong", timeout=60)
     assert bad.returncode == 1
     assert '"error": "AuthError"' in bad.stdout
+
+
+def test_run_sigterm_stops_the_device_process(tmp_path):
+    # `kill` on vmmaker-sim run must not leave the device script running (a CI runner
+    # cancelling a job sends SIGTERM).
+    app = tmp_path / "spin.py"
+    app.write_text("import os\nopen('pid', 'w').write(str(os.getpid()))\nwhile True:\n    pass\n")
+    proc = subprocess.Popen(CLI + ["run", str(app), "--region", "tr", "--python"], cwd=str(ROOT),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        child = None
+        deadline = time.monotonic() + 30
+        while child is None and time.monotonic() < deadline:
+            for p in Path(tempfile.gettempdir()).glob("vmmaker-flash-*/pid"):
+                if p.stat().st_mtime >= time.time() - 60 and p.read_text().strip():
+                    child = int(p.read_text())
+            time.sleep(0.1)
+        assert child, "the device script did not start"
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    deadline = time.monotonic() + 10
+    while Path("/proc/%d" % child).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path("/proc/%d" % child).exists(), "device process %d still running" % child
+
+
+def test_serve_config_out_unwritable_is_a_clear_error(tmp_path):
+    proc = cli("serve", "--config-out", str(tmp_path / "no" / "such" / "dir.json"), timeout=30)
+    assert proc.returncode == 2
+    assert "--config-out" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def _lines(stream, q):

@@ -4,6 +4,7 @@ import http.client
 import json
 import socket
 import ssl
+import threading
 import time
 
 import pytest
@@ -345,6 +346,29 @@ def test_delay_slows_the_answer(world):
     started = time.monotonic()
     assert call(world, "api-de.vmmaker.com").status == 200
     assert time.monotonic() - started >= 0.2
+
+
+def test_stopping_mid_delay_answers_nothing():
+    # A world stopped while a slow server holds a request must not answer it after all:
+    # "the servers died mid-call" has to look like a dead server to the device.
+    with World() as w:
+        w.set_delay("api-de.vmmaker.com", 5)
+        out = {}
+
+        def ask():
+            try:
+                out["answer"] = call(w, "api-de.vmmaker.com", timeout=8).status
+            except (OSError, http.client.HTTPException) as e:
+                out["error"] = type(e).__name__
+
+        t = threading.Thread(target=ask)
+        t.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        w.stop()
+        t.join(10)
+    assert "answer" not in out, out
+    assert time.monotonic() - started < 5
 
 
 def test_malformed_request_gets_400(world):

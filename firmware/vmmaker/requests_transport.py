@@ -85,7 +85,11 @@ class RequestsTransport:
             raise _connection_error(e, host)
         except (exc.ChunkedEncodingError, exc.ContentDecodingError) as e:
             raise _sent(ProtocolError("malformed answer from %s: %s" % (host, _short(e))), True)
-        except (exc.InvalidHeader, exc.InvalidURL) as e:
+        except exc.InvalidHeader:
+            # requests quotes the offending value, which may be the key: name nothing.
+            raise _sent(ConfigError("cannot send to %s: a header name or value is invalid "
+                                    "(line breaks or leading spaces)" % host), False)
+        except exc.InvalidURL as e:
             raise _sent(ConfigError("cannot send to %s: %s" % (host, _short(e))), False)
         except exc.RequestException as e:
             raise _sent(ConnectError("request to %s failed: %s" % (host, _short(e))), True)

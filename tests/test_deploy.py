@@ -692,3 +692,147 @@ def test_package_json_lists_exactly_the_board_modules():
         assert doc["version"] == vmmaker.client.VERSION
     finally:
         sys.path.remove(str(ROOT / "firmware"))
+
+
+# -- against the emulated board (host_sim/board.py), with the real mpremote --------------------
+
+try:
+    from host_sim.board import Board
+except ImportError:  # pragma: no cover - the emulated board is not there yet
+    Board = None
+
+needs_board = pytest.mark.skipif(Board is None or micropython_path() is None,
+                                 reason="no emulated board (host_sim/board.py + MicroPython)")
+BIN = Path(sys.executable).parent
+DEPLOY_TIMEOUT = 240   # s: a deploy takes ~5 s; a loaded 2-core CI machine gets lots of slack
+
+
+def deploy_cmd():
+    script = BIN / "vmmaker-deploy"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "tools.deploy"]
+
+
+def run_deploy(*args, env=None):
+    return subprocess.run(deploy_cmd() + list(args), capture_output=True, text=True,
+                          cwd=str(ROOT), timeout=DEPLOY_TIMEOUT,
+                          env=dict(os.environ, **(env or {})))
+
+
+def flash_files(flash):
+    """{board path: sha256} of every file on the emulated board's flash."""
+    return {"/" + str(p.relative_to(flash)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(flash).rglob("*")) if p.is_file()}
+
+
+def build_hashes(config_bytes):
+    """{board path: sha256} a deploy of the default app and `config_bytes` must leave."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as out:
+        pkg = mpybuild.compile_into(Path(out) / "vmmaker")
+        want = {"/lib/vmmaker/" + p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in pkg.glob("*.mpy")}
+    want["/main.py"] = hashlib.sha256((ROOT / "examples" / "device_app.py").read_bytes()).hexdigest()
+    want["/vmmaker.json"] = hashlib.sha256(config_bytes).hexdigest()
+    return want
+
+
+@pytest.fixture
+def emulated_board(tmp_path):
+    with Board(tmp_path / "flash", transport="socket") as b:
+        b.wait_idle(timeout=60)
+        yield b
+
+
+@pytest.fixture
+def config_file(tmp_path):
+    # A world's device config without starting its servers: real CA, real-looking hosts map.
+    cfg = {"region": "usa", "service": "api", "api_key": API_KEY, "ca": CA,
+           "wifi": {"ssid": "sim", "password": WIFI_PASSWORD},
+           "hosts": {"api-usa.vmmaker.com": ["127.0.0.1", 9]}}
+    path = tmp_path / "vmmaker.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+@needs_board
+def test_board_dry_run_then_deploy_then_nothing_to_do(emulated_board, config_file):
+    addr = emulated_board.address
+    r = run_deploy("--port", addr, "--config", str(config_file), "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert flash_files(emulated_board.flash) == {}          # nothing written
+    assert "mpy v6.3" in r.stdout and ":/lib/vmmaker/client.mpy" in r.stdout
+    assert_no_secrets(r.stdout, r.stderr)
+
+    r = run_deploy("--port", addr, "--config", str(config_file), "--no-reset")
+    assert r.returncode == 0, r.stdout + r.stderr
+    on_board = (emulated_board.flash / "vmmaker.json").read_bytes()
+    assert json.loads(on_board) == json.loads(config_file.read_text())
+    assert flash_files(emulated_board.flash) == build_hashes(on_board)
+    assert "the board imports vmmaker" in r.stdout
+    assert_no_secrets(r.stdout, r.stderr, emulated_board.console_text())
+
+    r = run_deploy("--port", addr, "--config", str(config_file), "--no-reset")
+    assert r.returncode == 0, r.stderr
+    assert "wrote" not in r.stdout and r.stdout.count("up to date") == n_files()
+
+
+@needs_board
+def test_board_stale_and_partial_files_are_cleaned_up(emulated_board, config_file):
+    flash = emulated_board.flash
+    (flash / "lib" / "vmmaker").mkdir(parents=True)
+    (flash / "lib" / "vmmaker" / "client.mpy").write_bytes(b"M\x06\x00\x1f truncated")
+    (flash / "lib" / "vmmaker" / "client.py").write_text("raise ImportError('stale')\n")
+    (flash / "lib" / "vmmaker" / "gone.mpy").write_bytes(b"M\x06")
+    (flash / "vmmaker").mkdir()
+    (flash / "vmmaker" / "__init__.py").write_text("raise ImportError('shadow')\n")
+    (flash / "main.py.part").write_text("half")
+    (flash / "boot.py").write_text("# the user's\n")
+    r = run_deploy("--port", emulated_board.address, "--config", str(config_file), "--no-reset")
+    assert r.returncode == 0, r.stdout + r.stderr
+    want = build_hashes((flash / "vmmaker.json").read_bytes())
+    want["/boot.py"] = hashlib.sha256(b"# the user's\n").hexdigest()
+    assert flash_files(flash) == want
+    assert not (flash / "vmmaker").exists()
+
+
+@needs_board
+def test_board_interrupted_deploy_resumes(emulated_board, config_file):
+    addr = emulated_board.address
+    r = run_deploy("--port", addr, "--config", str(config_file), "--no-reset",
+                   env={deploy.INTERRUPT_ENV: "3"})
+    assert r.returncode == 99, r.stdout + r.stderr
+    files = flash_files(emulated_board.flash)
+    parts = [p for p in files if p.endswith(".part")]
+    assert len(parts) == 1 and len(files) == 4             # three files and half of the fourth
+    r = run_deploy("--port", addr, "--config", str(config_file), "--no-reset")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("up to date") == 3 and "half-written" in r.stdout
+    flash = emulated_board.flash
+    assert flash_files(flash) == build_hashes((flash / "vmmaker.json").read_bytes())
+
+
+@needs_board
+def test_board_over_a_pty(tmp_path, config_file):
+    with Board(tmp_path / "flash", transport="pty") as b:
+        b.wait_idle(timeout=60)
+        assert b.address.startswith("/dev/")
+        r = run_deploy("--port", b.address, "--config", str(config_file), "--no-reset")
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert flash_files(b.flash) == build_hashes((b.flash / "vmmaker.json").read_bytes())
+
+
+@needs_board
+def test_mip_install_of_package_json(emulated_board):
+    mpremote = str(BIN / "mpremote") if (BIN / "mpremote").exists() else "mpremote"
+    addr = emulated_board.address
+    r = subprocess.run([mpremote, "connect", addr, "mip", "install", str(ROOT / "package.json")],
+                       capture_output=True, text=True, timeout=DEPLOY_TIMEOUT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    installed = sorted(p.name for p in (emulated_board.flash / "lib" / "vmmaker").iterdir())
+    listed = json.loads((ROOT / "package.json").read_text())["urls"]
+    assert installed == sorted(dest.split("/")[-1] for dest, _ in listed)
+    r = subprocess.run([mpremote, "connect", addr, "exec",
+                        "import vmmaker; print('VMMAKER', vmmaker.__path__, vmmaker.VERSION, "
+                        "vmmaker.Client)"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "VMMAKER /lib/vmmaker 0.1.0 <class 'Client'>" in r.stdout

@@ -79,10 +79,24 @@ S_RUNNING = "running"    # REPL code running
 _OUT_HIGH = 256 * 1024   # stop reading the device's output while this much waits for the client
 _PTY_STALL_S = 2.0       # a pty nobody reads for this long: drop what waits (a UART prints anyway)
 _LOG_MAX = 8 * 1024 * 1024
+# GC heap the board's own agent and the shim modules take (about 13 KB on the 64-bit unix port;
+# on a board that is firmware in flash): added to `heap` so that device code has about what
+# `micropython -X heapsize=HEAP` (and `vmmaker-sim run --heap`) would give it.
+AGENT_HEAP = 12 * 1024
 
 
 class BoardError(RuntimeError):
     pass
+
+
+def heap_with_agent(heap):
+    """'96K' -> '108K' (AGENT_HEAP added); a size it cannot parse is passed on unchanged."""
+    text = str(heap).strip()
+    unit = {"k": 1024, "m": 1024 * 1024}.get(text[-1:].lower(), 1)
+    digits = text[:-1] if unit > 1 else text
+    if not digits.isdigit():
+        return text
+    return "%dK" % ((int(digits) * unit + AGENT_HEAP + 1023) // 1024)
 
 
 def _starts_word(text, word):
@@ -185,8 +199,10 @@ class Board:
         removed by stop().
     transport: "socket" (address `socket://127.0.0.1:PORT`, `port` 0 = any free port) or
         "pty" (address `/dev/pts/N`).
-    heap: MicroPython GC heap size, e.g. "128K" (`micropython -X heapsize=`); None: the unix
-        port's default.
+    heap: the MicroPython GC heap for device code, e.g. "128K": the interpreter gets
+        `-X heapsize=` this plus AGENT_HEAP (12K) for the board's own agent and shim modules,
+        so device code has about what `vmmaker-sim run --heap` gives it; None: the unix port's
+        default heap.
     env: extra environment variables for the interpreter (the device), e.g. VMMAKER_LINK.
         Without VMMAKER_LINK the board gets its own link file: see set_wifi().
     console_file: also append everything the board prints to this file.
@@ -585,7 +601,7 @@ class Board:
         out_r, out_w = os.pipe()
         argv = [self._mp]
         if self.heap:
-            argv += ["-X", "heapsize=%s" % self.heap]
+            argv += ["-X", "heapsize=%s" % heap_with_agent(self.heap)]
         argv += [str(AGENT), str(self.flash), boot, str(SHIMS), str(self._cause),
                  str(cmd_r), str(ctl_w)]
         try:

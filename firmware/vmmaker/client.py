@@ -28,9 +28,10 @@ class Client:
     def __init__(self, config=None, **options):
         import sys
         from . import config as _config
-        cfg = _config.merge(config, options)
-        ms = _config.seconds_ms
-        # Checked once: the module's code need not stay in a board's RAM.
+        cfg = _config.merge(config, options)  # durations come back as whole ms
+        # Checked once: the checking code need not stay in a board's RAM, nor be alive
+        # when the TLS context below needs a few KB in one piece.
+        del _config
         sys.modules.pop("vmmaker.config", None)
         self.region = cfg["region"]
         self.service = cfg["service"]
@@ -49,17 +50,13 @@ class Client:
         self.sleep_ms = getattr(clock, "sleep_ms", port.sleep_ms)
         self.policy = _policy.Policy(
             clock, cfg["rand"] or port.random_unit, max_attempts=cfg["max_attempts"],
-            deadline_ms=ms("deadline", cfg["deadline"]),
-            backoff_base_ms=ms("backoff_base", cfg["backoff_base"], 0),
-            backoff_cap_ms=ms("backoff_cap", cfg["backoff_cap"], 0),
-            retry_after_max_ms=ms("retry_after_max", cfg["retry_after_max"], 0),
-            breaker_threshold=cfg["breaker_threshold"],
-            breaker_reset_ms=ms("breaker_reset", cfg["breaker_reset"], 0),
+            deadline_ms=cfg["deadline"], backoff_base_ms=cfg["backoff_base"],
+            backoff_cap_ms=cfg["backoff_cap"], retry_after_max_ms=cfg["retry_after_max"],
+            breaker_threshold=cfg["breaker_threshold"], breaker_reset_ms=cfg["breaker_reset"],
             budget=cfg["retry_budget"], wall=getattr(clock, "wall_time", port.wall_time))
         self.transport = cfg["transport"] or SocketTransport(
             cfg["hosts"], cfg["ca"] if self.scheme == "https" else None,
-            ms("connect_timeout", cfg["connect_timeout"]), ms("timeout", cfg["timeout"]),
-            cfg["max_body"])
+            cfg["connect_timeout"], cfg["timeout"], cfg["max_body"])
 
     @classmethod
     def from_file(cls, path="vmmaker.json", **options):

@@ -104,7 +104,7 @@ def _alternates(region, rs):
 
 
 def merge(config, options):
-    """Defaults + config + keyword options -> a checked config dict."""
+    """Defaults + config + keyword options -> a checked config dict (durations in ms)."""
     if config is not None and not isinstance(config, dict):
         raise ConfigError("config must be a dict, not %s" % type(config).__name__)
     given = dict(config or {})
@@ -115,7 +115,7 @@ def merge(config, options):
     cfg = dict(DEFAULTS)
     cfg.update(given)
     for k in SECONDS:
-        seconds_ms(k, cfg[k], SECONDS[k])
+        cfg[k] = seconds_ms(k, cfg[k], SECONDS[k])  # seconds in, whole ms out
     for k in COUNTS:
         v = cfg[k]
         if isinstance(v, bool) or not isinstance(v, int) or v < COUNTS[k]:

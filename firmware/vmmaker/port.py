@@ -58,9 +58,13 @@ def pem_to_der(pem):
     if not pem.lstrip().startswith(b"-----"):
         return pem
     import binascii
-    lines = [l.strip() for l in pem.split(b"\n")]
-    body = b"".join(l for l in lines if l and not l.startswith(b"-----"))
-    return binascii.a2b_base64(body)
+    # The base64 between the BEGIN and END lines; a2b_base64 skips the line breaks itself,
+    # so no list of lines is built (a few KB at the moment the heap is tightest).
+    start = pem.find(b"\n", pem.find(b"-----BEGIN"))
+    end = pem.find(b"-----END", start)
+    if start < 0 or end < 0:
+        raise ValueError("no PEM certificate block")
+    return binascii.a2b_base64(pem[start + 1:end])
 
 
 def resolve(host, port):

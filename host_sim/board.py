@@ -31,13 +31,18 @@ The console speaks MicroPython's REPL protocol (shared/runtime/pyexec.c):
   `mpremote reset`, `Board.reset()`): a fresh interpreter in the friendly REPL, boot.py then
   main.py, then the banner and `>>> `.
 
+Output of boot scripts and friendly-REPL code has "\\n" printed as "\\r\\n", as a board prints
+it; raw-REPL output is passed byte for byte (binary protocols such as `mpremote mount` use it).
+
 Everything the board prints is kept in `Board.console_log` (whether or not a client is
 connected, as a UART prints to nobody), so a test can read what main.py printed after a reset.
 
     with Board(flash_dir, transport="socket") as board:
         subprocess.run(["mpremote", "connect", board.address, "fs", "cp", "main.py", ":"])
+        mark = board.mark()
         subprocess.run(["mpremote", "connect", board.address, "reset"])
-        board.wait_for("DONE", timeout=30)
+        board.wait_for("DONE", timeout=30, since=mark)   # printed by main.py after the reset
+        print(board.console_text(mark))
 
 Command line: `vmmaker-sim board [--flash DIR] [--socket | --pty] [--heap SIZE]`.
 """
@@ -353,7 +358,8 @@ class Board:
             while self.state != S_IDLE:
                 left = deadline - time.monotonic()
                 if left <= 0 or self.state == S_DOWN:
-                    raise TimeoutError("board not idle after %.1f s (state %s)" % (timeout, self.state))
+                    raise TimeoutError("board not idle after %.1f s (state %s)"
+                                       % (timeout, self.state))
                 self._cond.wait(left)
 
     def reset(self):
@@ -668,7 +674,16 @@ class Board:
                 return
             if not data:
                 return
-            self._emit(data)
+            self._emit_device(data)
+
+    def _emit_device(self, data):
+        """Device output. A board prints "\n" as "\r\n"; so does this one for boot scripts and
+        the friendly REPL (a terminal in raw mode, e.g. `mpremote repl`, needs it). Raw-REPL
+        output stays byte for byte what the code wrote: the unix port cannot tell print() from
+        sys.stdout.buffer.write(), and binary protocols (mpremote mount) go through there."""
+        if self._run_kind != "X":
+            data = data.replace(b"\n", b"\r\n")
+        self._emit(data)
 
     def _on_device_out(self):
         try:
@@ -678,7 +693,7 @@ class Board:
         except OSError:
             data = b""
         if data:
-            self._emit(data)
+            self._emit_device(data)
         else:
             try:
                 self._sel.unregister(self._fds["out"])

@@ -400,9 +400,9 @@ def build_parser():
     t.add_argument("--pty", action="store_true", help="console on a pseudo-terminal /dev/pts/N")
     b.add_argument("--port", type=int, default=0, help="with --socket: the TCP port (default: any "
                    "free one)")
-    b.add_argument("--heap", metavar="SIZE", type=_heap_size, help="MicroPython GC heap for device code, e.g. "
-                   "128K, as with `run --heap` (the board adds 12K for its own agent); default: "
-                   "the unix port's")
+    b.add_argument("--heap", metavar="SIZE", type=_heap_size,
+                   help="MicroPython GC heap for device code, e.g. 128K, as with `run --heap` (the "
+                   "board adds 12K for its own agent); default: the unix port's")
     b.add_argument("--log", metavar="FILE", help="append everything the board prints to FILE")
     b.add_argument("--echo", action="store_true", help="also print the board's console output here")
     b.set_defaults(func=cmd_board)

@@ -238,6 +238,21 @@ def test_mip_install_from_local_package(board, tmp_path):
     assert "/lib/tinymod.py" in r.stdout
 
 
+def test_mpremote_mount(sboard, tmp_path):
+    """mpremote mount: its binary file protocol runs through the raw REPL's console input and
+    output, which the board passes byte for byte."""
+    local = tmp_path / "mnt"
+    local.mkdir()
+    (local / "mounted_mod.py").write_text("VALUE = 'from the host'\n")
+    (local / "data.bin").write_bytes(bytes(range(256)))
+    r = mpr(sboard, "mount", str(local), "exec",
+            "import mounted_mod, os\nprint(mounted_mod.VALUE, os.getcwd())\n"
+            "print(open('data.bin', 'rb').read() == bytes(range(256)))\n"
+            "open('made_on_board.txt', 'w').write('hi')")
+    assert "from the host /remote" in r.stdout and "True" in r.stdout
+    assert (local / "made_on_board.txt").read_text() == "hi"
+
+
 def test_interrupted_exec_then_next_session(board):
     """mpremote exec of an endless loop (killed by a timeout): the next mpremote's Ctrl-C stops
     it and the session works."""
@@ -332,26 +347,26 @@ def test_friendly_repl(sboard):
         c.write(b"\x02")
         c.read_until(b">>> ")
         c.write(b"1 + 1\r")
-        assert c.read_until(b">>> ") == b"1 + 1\r\n2\n>>> "
+        assert c.read_until(b">>> ") == b"1 + 1\r\n2\r\n>>> "
         c.write(b"for i in range(2):\r")
         c.read_until(b"... ")
         c.write(b"print('i', i)\r")      # auto-indented
         c.read_until(b"... ")
         c.write(b"\x08\r")               # backspace removes the indent; Enter runs it
         out = c.read_until(b">>> ")
-        assert b"i 0\ni 1\n" in out
+        assert b"i 0\r\ni 1\r\n" in out
         c.write(b"undefined_name\r")
         out = c.read_until(b">>> ")
         assert b"NameError: name 'undefined_name' isn't defined" in out
         c.write(b"\x05")                 # paste mode
         c.read_until(b"=== ")
         c.write(b"def f():\r    return 'pasted'\rprint(f())\r\x04")
-        assert b"pasted\n" in c.read_until(b">>> ")
+        assert b"pasted\r\n" in c.read_until(b">>> ")
         # Ctrl-D: soft reset, boot.py and main.py run again from the friendly REPL
         (sboard.flash / "main.py").write_text("print('main again')\n")
         c.write(b"\x04")
         out = c.read_until(b">>> ")
-        assert b"MPY: soft reboot\r\nmain again\n" in out and b"MicroPython v" in out
+        assert b"MPY: soft reboot\r\nmain again\r\n" in out and b"MicroPython v" in out
 
 
 def test_machine_resets_and_wifi_link(sboard):
@@ -381,7 +396,8 @@ def test_machine_resets_and_wifi_link(sboard):
 def test_board_api_reset_button_and_console_log(tmp_path):
     flash = tmp_path / "flash"
     flash.mkdir()
-    (flash / "main.py").write_text("import machine\nprint('hello from main', machine.reset_cause())\n")
+    (flash / "main.py").write_text(
+        "import machine\nprint('hello from main', machine.reset_cause())\n")
     with Board(flash, heap="96K", env={"VMMAKER_SIM_TEST": "1"}) as b:
         b.wait_for("hello from main 1")          # power-on boot
         b.wait_idle()

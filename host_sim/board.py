@@ -1,7 +1,9 @@
 """An emulated MicroPython board that unmodified `mpremote` (and any raw-REPL tool) can drive.
 
 The board's console is a pseudo-terminal (`/dev/pts/N`) or a TCP address
-(`socket://127.0.0.1:PORT`, 127.0.0.1 only); give either to `mpremote connect ADDRESS`. Behind
+(`socket://127.0.0.1:PORT`, 127.0.0.1 only); give either to `mpremote connect ADDRESS`
+(`mpremote repl` needs the pty: its console wants a file descriptor, which pyserial's socket://
+port lacks; every other command works on both). Behind
 the console runs the real MicroPython unix port (host_sim/board_agent.py), one interpreter
 process per boot, with:
 

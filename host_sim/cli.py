@@ -316,8 +316,8 @@ def cmd_board(args):
             out.write("board: %s\n" % board.address)
             out.write("flash: %s%s\n" % (board.flash, "" if args.flash else
                                          " (temporary: removed when the board stops)"))
-            out.write("use: mpremote connect %s fs ls   (or repl, exec, run, cp, mip install...)\n"
-                      % board.address)
+            out.write("use: mpremote connect %s fs ls   (or exec, run, cp, mip install, "
+                      "reset...%s)\n" % (board.address, "" if args.pty else "; repl needs --pty"))
             if args.log:
                 out.write("console log: %s\n" % args.log)
             out.write("running; Ctrl-C or SIGTERM stops it\n")

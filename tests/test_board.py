@@ -253,6 +253,37 @@ def test_mpremote_mount(sboard, tmp_path):
     assert (local / "made_on_board.txt").read_text() == "hi"
 
 
+@pytest.mark.skipif("pty" not in TRANSPORTS, reason="pseudo-terminals: Linux only here")
+def test_mpremote_repl_over_pty(tmp_path):
+    """`mpremote repl` (it needs a terminal, so it runs in one): the friendly REPL, and a
+    Ctrl-D soft reset that shows main.py's output, as watching a board's console."""
+    import pty
+    with Board(tmp_path / "flash", transport="pty") as b:
+        b.wait_idle()
+        (b.flash / "main.py").write_text("print('app says hi')\n")
+        pid, fd = pty.fork()
+        if pid == 0:  # pragma: no cover (the child)
+            os.execv(MPREMOTE, [MPREMOTE, "connect", b.address, "repl"])
+        try:
+            term = Client.__new__(Client)
+            term.sock, term.fd, term.buf = None, fd, b""
+            term.read_until(b"Use Ctrl-] or Ctrl-x to exit this shell\r\n")
+            term.write(b"6*7\r")
+            assert term.read_until(b">>> ").endswith(b"6*7\r\n42\r\n>>> ")
+            term.write(b"\x04")
+            out = term.read_until(b">>> ")
+            assert b"MPY: soft reboot\r\napp says hi\r\nMicroPython v" in out
+            term.write(b"\x1d")  # Ctrl-]: leave mpremote
+            _, status = os.waitpid(pid, 0)
+            pid = None
+            assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+        finally:
+            if pid:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            os.close(fd)
+
+
 def test_interrupted_exec_then_next_session(board):
     """mpremote exec of an endless loop (killed by a timeout): the next mpremote's Ctrl-C stops
     it and the session works."""

@@ -412,6 +412,8 @@ class Board:
             while not self._stopping:
                 self._poll_pty()
                 for key, events in self._sel.select(0.05):
+                    if self._sel.get_map().get(key.fd) is not key:
+                        continue  # unregistered by an earlier event of this round
                     what = key.data
                     if what == "wake":
                         self._on_wake()
@@ -500,6 +502,8 @@ class Board:
         self._out_since = None
 
     def _on_client_read(self):
+        if self._client is None:
+            return
         try:
             if self._client is self._master:
                 data = os.read(self._master, 4096)

@@ -1074,11 +1074,12 @@ def run(args, config, redact, out=None):
                               "by a hash computed on the board, and the SDK needs it for TLS too")
         with tempfile.TemporaryDirectory(prefix="vmmaker-deploy-") as work:
             files = build_files(choice, layout, config, app, work)
-            what = ("bytecode .mpy (mpy-cross %s)" % " ".join(choice.args) if choice.kind == "mpy"
-                    else "sources .py")
+            if choice.kind == "mpy":
+                what = "bytecode .mpy (mpy-cross%s)" % "".join(" " + a for a in choice.args)
+            else:
+                what = "sources .py"
             say("package: %d modules as %s -> :%s/" % (
-                sum(1 for f in files if f.kind == "package"), what.replace(" ()", ""),
-                layout.package_dir))
+                sum(1 for f in files if f.kind == "package"), what, layout.package_dir))
             say("config:  :%s (%s)" % (layout.config, summary))
             say("app:     :%s <- %s" % (layout.app, rel(app)))
             if link:
@@ -1137,18 +1138,18 @@ def parser():
         epilog="Exit status: 0 done, 2 usage/config, 3 no board, 4 wrong bytecode version, "
                "5 board full, 6 verification failed, 7 connection lost (re-run to resume), "
                "1 other.")
-    p.add_argument("--port", help="the board: /dev/ttyUSB0, COM3, u0/a0/c0, socket://host:port "
+    p.add_argument("--port", metavar="ADDR", help="the board: /dev/ttyUSB0, COM3, u0/a0/c0, socket://host:port "
                                   "(default: the first USB serial port, as mpremote's auto)")
-    p.add_argument("--config", help="device config JSON (region, service, api_key, ca, wifi...); "
+    p.add_argument("--config", metavar="FILE", help="device config JSON (region, service, api_key, ca, wifi...); "
                                     "the options below override its keys")
-    p.add_argument("--region", help="tr, fr, usa or de")
-    p.add_argument("--service", help="api, cloud or own (tr only)")
-    p.add_argument("--api-key-file", help="file holding the device's API key")
-    p.add_argument("--token-file", help="file holding the JWT (service own)")
-    p.add_argument("--ca", help="PEM file of the CA that signs VM Maker's servers")
-    p.add_argument("--wifi-ssid", help="WiFi network name")
-    p.add_argument("--wifi-password-file", help="file holding the WiFi password")
-    p.add_argument("--app", help="application copied as main.py (default examples/device_app.py)")
+    p.add_argument("--region", metavar="R", help="tr, fr, usa or de")
+    p.add_argument("--service", metavar="S", help="api, cloud or own (tr only)")
+    p.add_argument("--api-key-file", metavar="FILE", help="file holding the device's API key")
+    p.add_argument("--token-file", metavar="FILE", help="file holding the JWT (service own)")
+    p.add_argument("--ca", metavar="FILE", help="PEM file of the CA that signs VM Maker's servers")
+    p.add_argument("--wifi-ssid", metavar="SSID", help="WiFi network name")
+    p.add_argument("--wifi-password-file", metavar="FILE", help="file holding the WiFi password")
+    p.add_argument("--app", metavar="FILE", help="application copied as main.py (default examples/device_app.py)")
     p.add_argument("--source", action="store_true",
                    help="copy the .py sources instead of .mpy bytecode (more RAM on the board)")
     p.add_argument("--no-reset", action="store_true", help="do not reset the board at the end")

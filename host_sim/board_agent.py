@@ -146,11 +146,32 @@ def _ilistdir(*args):
         yield (e[0], e[1], e[2], size)
 
 
+# os.rename(): the unix port's VfsPosix with a root directory builds both paths in one buffer,
+# so it renames the new name to itself (ENOENT, or nothing at all when that name exists). On
+# the flash, rename through the host filesystem object instead; elsewhere (another mount, e.g.
+# mpremote's /remote) the VFS's own rename.
+def _flash_path(path):
+    if not path.startswith("/"):
+        path = os.getcwd().rstrip("/") + "/" + path
+    for _obj, point in vfs.mount():
+        if point != "/" and (path == point or path.startswith(point + "/")):
+            return None
+    return _FLASH + path
+
+
+def _rename(old, new):
+    a, b = _flash_path(old), _flash_path(new)
+    if a is None or b is None:
+        return os.rename(old, new)
+    return _host.rename(a, b)
+
+
 _os = _Os()
 for _k in dir(os):
     if not _k.startswith("__"):
         setattr(_os, _k, getattr(os, _k))
 _os.ilistdir = _ilistdir
+_os.rename = _rename
 sys.modules["os"] = _os
 
 _ns = {"__name__": "__main__"}

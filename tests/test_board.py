@@ -238,6 +238,21 @@ def test_mip_install_from_local_package(board, tmp_path):
     assert "/lib/tinymod.py" in r.stdout
 
 
+def test_os_rename_on_the_flash(sboard):
+    """os.rename works as on a board (the unix port's rooted VfsPosix alone renames the new name
+    to itself)."""
+    (sboard.flash / "a.txt").write_text("A")
+    (sboard.flash / "d").mkdir()
+    (sboard.flash / "exists.txt").write_text("E")
+    r = mpr(sboard, "exec",
+            "import os\nos.rename('/a.txt', 'b.txt')\nos.chdir('/d')\n"
+            "os.rename('../b.txt', 'c.txt')\nos.rename('/d/c.txt', '/exists.txt')\n"
+            "try:\n    os.rename('/nope', '/x')\nexcept OSError as e:\n    print('error', e)")
+    assert "error [Errno 2] ENOENT" in r.stdout
+    assert sorted(os.listdir(sboard.flash)) == ["d", "exists.txt"]
+    assert (sboard.flash / "exists.txt").read_text() == "A"
+
+
 def test_mpremote_mount(sboard, tmp_path):
     """mpremote mount: its binary file protocol runs through the raw REPL's console input and
     output, which the board passes byte for byte."""

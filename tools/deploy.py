@@ -1149,8 +1149,9 @@ def run(args, config, redact, out=None):
                 ":%s)" % (link.address, layout.app))
         else:
             how = link.reset()
-            say("done: %s; the board now runs :%s (`mpremote connect %s repl` shows its output)"
-                % (how, layout.app, link.address))
+            watch = "" if link.address.startswith("socket://") else (
+                " (`mpremote connect %s repl` shows its output)" % link.address)
+            say("done: %s; the board now runs :%s%s" % (how, layout.app, watch))
         return EXIT_OK
     finally:
         if link is not None:

@@ -752,7 +752,8 @@ def flash_files(flash):
 
 
 def build_hashes(config_bytes):
-    """{board path: sha256} a deploy of the default app and `config_bytes` must leave."""
+    """{board path: sha256} a deploy of the default app and `config_bytes` must leave
+    (tests/test_e2e_board.py uses it too)."""
     import tempfile
     with tempfile.TemporaryDirectory() as out:
         pkg = mpybuild.compile_into(Path(out) / "vmmaker")

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import pytest
 from host_sim import mpybuild
 from host_sim.runner import micropython_path
 from host_sim.world import host_name
+from tests.test_deploy import build_hashes as intended_files
 
 try:
     from host_sim.board import Board
@@ -83,16 +83,6 @@ def board_listing(address):
                        text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     return dict(line.split()[1:] for line in r.stdout.splitlines() if line.startswith("FILE "))
-
-
-def intended_files(config_bytes):
-    with tempfile.TemporaryDirectory() as out:
-        pkg = mpybuild.compile_into(Path(out) / "vmmaker")
-        want = {"/lib/vmmaker/" + p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in pkg.glob("*.mpy")}
-    want["/main.py"] = hashlib.sha256((ROOT / "examples" / "device_app.py").read_bytes()).hexdigest()
-    want["/vmmaker.json"] = hashlib.sha256(config_bytes).hexdigest()
-    return want
 
 
 def results(console):

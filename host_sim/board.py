@@ -247,6 +247,8 @@ class Board:
         self._cond = threading.Condition()
         self._log = bytearray()
         self._log_base = 0
+        self._program = bytearray()  # what programs printed outside the raw REPL (--echo)
+        self._program_base = 0
         self.state = S_DOWN
         self.repl_mode = "friendly"
         self.boots = 0
@@ -328,6 +330,15 @@ class Board:
         """The console output from absolute offset `since` (see mark()) as text."""
         with self._cond:
             return bytes(self._log[max(0, since - self._log_base):]).decode("utf-8", "replace")
+
+    def program_text(self, since=0):
+        """-> (text printed by boot.py, main.py and friendly-REPL commands from offset `since`,
+        new offset). Unlike console_text() it leaves out the raw-REPL traffic of tools such as
+        mpremote or vmmaker-deploy (file contents, hashes): what a person watches."""
+        with self._cond:
+            end = self._program_base + len(self._program)
+            data = bytes(self._program[max(0, since - self._program_base):])
+        return data.decode("utf-8", "replace"), end
 
     def mark(self):
         """The current end of the console output, for wait_for(since=...)/console_text()."""
@@ -689,6 +700,12 @@ class Board:
         sys.stdout.buffer.write(), and binary protocols (mpremote mount) go through there."""
         if self._run_kind != "X":
             data = data.replace(b"\n", b"\r\n")
+            with self._cond:
+                self._program += data
+                if len(self._program) > _LOG_MAX:
+                    cut = len(self._program) - _LOG_MAX // 2
+                    del self._program[:cut]
+                    self._program_base += cut
         self._emit(data)
 
     def _on_device_out(self):

@@ -64,12 +64,13 @@ def _interpreter_banner(interp, heap, out):
 def cmd_demo(args):
     flows = demo.catalogue()
     if args.flow:
-        known = {f.name for f in flows}
+        # A flow is named as in the table: "network-error", or its seed number "2".
+        known = {f.name for f in flows} | {str(f.number) for f in flows if f.number}
         unknown = [n for n in args.flow if n not in known]
         if unknown:
-            return _usage_error("unknown flow %s: valid flows are %s" % (
+            return _usage_error("unknown flow %s: valid flows are %s (or the numbers 1-9)" % (
                 ", ".join(unknown), ", ".join(f.name for f in flows)))
-        flows = [f for f in flows if f.name in args.flow]
+        flows = [f for f in flows if f.name in args.flow or str(f.number) in args.flow]
     interp = _interpreter(args)
     out = sys.stderr if args.json else sys.stdout
     t0 = time.monotonic()
@@ -325,11 +326,10 @@ def cmd_board(args):
             pos = 0
             while not stop.wait(0.1):
                 if args.echo:
-                    end = board.mark()
-                    if end > pos:
-                        out.write(board.console_text(pos))
+                    text, pos = board.program_text(pos)
+                    if text:
+                        out.write(text)
                         out.flush()
-                        pos = end
                 if board.state == "down":
                     out.write("board: the interpreter does not start; see the console output\n")
                     out.write(board.console_text())
@@ -404,7 +404,9 @@ def build_parser():
                    help="MicroPython GC heap for device code, e.g. 128K, as with `run --heap` (the "
                    "board adds 12K for its own agent); default: the unix port's")
     b.add_argument("--log", metavar="FILE", help="append everything the board prints to FILE")
-    b.add_argument("--echo", action="store_true", help="also print the board's console output here")
+    b.add_argument("--echo", action="store_true",
+                   help="also print here what programs on the board print (boot.py, main.py, REPL "
+                        "commands; not the raw-REPL traffic of mpremote or vmmaker-deploy)")
     b.set_defaults(func=cmd_board)
     return p
 

@@ -506,3 +506,27 @@ def test_cli_board(transport, tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_cli_board_echo_shows_programs_not_tool_traffic(tmp_path):
+    # --echo is for a person watching the board: main.py's output, not the raw-REPL traffic
+    # of the tools (file contents and sha256 sums that vmmaker-deploy verifies with).
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    (flash / "main.py").write_text("print('hello from main')\n")
+    proc = subprocess.Popen([VMMAKER_SIM, "board", "--socket", "--echo", "--flash", str(flash)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        address = proc.stdout.readline().strip()[len("board: "):]
+        r = subprocess.run([MPREMOTE, "connect", address, "exec",
+                            "print('TOOL-' + 'TRAFFIC')"], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and "TOOL-TRAFFIC" in r.stdout, r
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert "hello from main" in out
+    assert "TOOL-TRAFFIC" not in out and "raw REPL" not in out

@@ -151,10 +151,12 @@ def test_interrupted_deploy_then_rerun_leaves_exactly_the_build(world, board, tm
     config, config_path = write_config(world, tmp_path, "usa", "api")
     cmd = deploy_cmd() + ["--port", board.address, "--config", str(config_path), "--no-reset"]
     want = intended_files(b"")
+    # A killed deploy cannot remove its build directory: keep it in this test's tmp_path.
+    env = dict(os.environ, TMPDIR=str(tmp_path))
 
     # 1. Killed (SIGKILL, as a pulled cable or a closed laptop) after its third file.
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         cwd=str(tmp_path))
+                         cwd=str(tmp_path), env=env)
     killer = threading.Timer(DEPLOY_TIMEOUT, p.kill)  # never hang the test run
     killer.start()
     wrote = 0
@@ -175,15 +177,14 @@ def test_interrupted_deploy_then_rerun_leaves_exactly_the_build(world, board, tm
 
     # 2. Stopped half way through a file (the test hook writes half of the fifth file's .part).
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path),
-                       timeout=DEPLOY_TIMEOUT, env=dict(os.environ,
-                                                        VMMAKER_DEPLOY_INTERRUPT_AFTER="1"))
+                       timeout=DEPLOY_TIMEOUT, env=dict(env, VMMAKER_DEPLOY_INTERRUPT_AFTER="1"))
     assert r.returncode == 99, r.stdout + r.stderr
     assert r.stdout.count("up to date") >= 3
     assert any(p.endswith(".part") for p in flash_files(board.flash))
 
     # 3. The re-run resumes: what is there is skipped, the half file replaced, nothing left over.
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path),
-                       timeout=DEPLOY_TIMEOUT)
+                       timeout=DEPLOY_TIMEOUT, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "half-written file of an interrupted deploy" in r.stdout
     assert r.stdout.count("up to date") >= 4

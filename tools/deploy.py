@@ -356,8 +356,12 @@ def build_config(args):
     if args.ca:
         try:
             config["ca"] = Path(args.ca).read_text(encoding="ascii")
-        except (OSError, UnicodeDecodeError) as e:
-            raise UsageError("cannot read the CA certificate %s: %s" % (args.ca, e))
+        except OSError as e:
+            raise UsageError("cannot read the CA certificate %s: %s" % (args.ca, e.strerror or e))
+        except UnicodeDecodeError:
+            raise UsageError("the CA certificate %s is not PEM text (binary DER?): convert it with "
+                             "`openssl x509 -inform der -in %s -out ca.pem` and pass ca.pem"
+                             % (args.ca, args.ca))
     if args.wifi_ssid or args.wifi_password_file:
         wifi = dict(config.get("wifi") or {})
         if args.wifi_ssid:
@@ -406,7 +410,12 @@ def _sdk_config_problem(config):
     try:
         vmmaker.Client(dict(config))
     except vmmaker.ConfigError as e:
-        return str(e)
+        msg = str(e)
+        if msg.startswith("api_key is missing"):
+            msg += " (or give --api-key-file FILE)"
+        elif "'token'" in msg:
+            msg += " (or give --token-file FILE)"
+        return msg
     except Exception:
         return None
     return None
@@ -730,6 +739,17 @@ class BoardInfo:
         return text
 
 
+def _why_no_board(address):
+    """The likeliest reason `address` could not be opened, as advice."""
+    if address.startswith("socket://"):
+        return ("nothing answers there: is `vmmaker-sim board --port %s` running?"
+                % address.rsplit(":", 1)[-1])
+    if address.startswith("/") and not os.path.exists(address):
+        return "no such port: list the boards with `.venv/bin/mpremote connect list`"
+    return ("is another program, e.g. an mpremote repl, using it? on Linux, are you in the "
+            "dialout group?")
+
+
 class MpremoteLink:
     """The board over mpremote's SerialTransport (serial port, pty or socket://)."""
 
@@ -747,9 +767,7 @@ class MpremoteLink:
             # A read timeout, so a board that stops answering fails instead of hanging forever.
             transport = SerialTransport(address, baudrate=115200, timeout=10)
         except TransportError as e:
-            raise NoBoard("cannot open the board at %s: %s (is another program, e.g. an "
-                          "mpremote repl, using it? on Linux, are you in the dialout group?)"
-                          % (address, e))
+            raise NoBoard("cannot open the board at %s: %s (%s)" % (address, e, _why_no_board(address)))
         except Exception as e:  # pyserial raises ValueError for a malformed URL
             raise NoBoard("cannot open the board at %s: %s" % (address, e))
         link = cls(address, transport)

@@ -318,7 +318,7 @@ def _connect(port: str):
 
 def _port_message(port: str, detail: str) -> str:
     return ("cannot open serial port %s (%s). Check the --port name (list the ports with "
-            "`python -m serial.tools.list_ports`), that the board is plugged in, and that no "
+            "`.venv/bin/python -m serial.tools.list_ports`), that the board is plugged in, and that no "
             "other program (a serial monitor, mpremote) holds the port; on Linux, a "
             "'Permission denied' means adding yourself to the dialout (or uucp) group."
             % (port, detail))
@@ -480,7 +480,7 @@ def run(args) -> int:
         return 0
     if not args.port:
         raise FlashError("--port is required, e.g. --port /dev/ttyUSB0 (list the ports with "
-                         "`python -m serial.tools.list_ports`); --dry-run works without it.")
+                         "`.venv/bin/python -m serial.tools.list_ports`); --dry-run works without it.")
     return flash(fw, args)
 
 

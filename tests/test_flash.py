@@ -83,6 +83,44 @@ def build_image(chip_id=0, segments=None, entry=0x40080400, append_digest=True,
     return bytes(out)
 
 
+def app_segments(chip="esp32"):
+    """An application's segments: one mapped from flash (DROM, starting with a 256-byte
+    esp_app_desc_t: magic 0xABCD5432, version and project name) and one in RAM."""
+    mm = {name: start for start, _end, name in reversed(CHIP_DEFS[chip].MEMORY_MAP)}
+    desc = struct.pack("<II8x32s32s", 0xABCD5432, 0, b"v1.25.0", b"micropython")
+    desc += bytes(256 - len(desc))
+    return [(mm["DROM"] + 0x20, desc),
+            (mm["IRAM"] + 0x400, struct.pack("<4I", 1, 2, 3, 4))]
+
+
+def partition_table():
+    """MicroPython's layout: nvs, phy_init, factory app at 0x10000, vfs (32-byte entries:
+    magic 0xAA 0x50, type, subtype, offset, size, label, flags), then the MD5 entry."""
+    rows = [(1, 2, 0x9000, 0x6000, b"nvs"), (1, 1, 0xF000, 0x1000, b"phy_init"),
+            (0, 0, 0x10000, 0x1F0000, b"factory"), (1, 0x81, 0x200000, 0x200000, b"vfs")]
+    out = b"".join(b"\xaa\x50" + struct.pack("<BBII16sI", t, st, off, size, label, 0)
+                   for t, st, off, size, label in rows)
+    out += b"\xeb\xeb" + b"\xff" * 14 + hashlib.md5(out).digest()
+    return out
+
+
+def build_merged(chip="esp32", boot=None, app=None, chip_id=None):
+    """A complete MicroPython-style .bin as published: bootloader at the chip's bootloader
+    offset, partition table at flash 0x8000, application image at flash 0x10000, in one file
+    that is written at the bootloader offset."""
+    chip_id = CHIP_IDS[chip] if chip_id is None else chip_id
+    base = EXPECTED_OFFSETS[chip]
+    if boot is None:
+        boot = build_image(chip_id=chip_id, segments=ram_segments(chip))
+    if app is None:
+        app = build_image(chip_id=chip_id, segments=app_segments(chip))
+    out = bytearray(b"\xff" * (0x10000 - base))
+    out[:len(boot)] = boot
+    pt = partition_table()
+    out[0x8000 - base:0x8000 - base + len(pt)] = pt
+    return bytes(out) + app
+
+
 def image_checksum(segments):
     c = 0xEF
     for _addr, data in segments:
@@ -110,13 +148,13 @@ def write(tmp_path, name, data):
 
 @pytest.fixture
 def esp32_bin(tmp_path):
-    return write(tmp_path, "ESP32_GENERIC-test.bin", build_image(chip_id=0))
+    return write(tmp_path, "ESP32_GENERIC-test.bin", build_merged("esp32"))
 
 
 @pytest.fixture
 def s3_bin(tmp_path):
-    return write(tmp_path, "ESP32_GENERIC_S3-test.bin",
-                 build_image(chip_id=9, segments=ram_segments("esp32s3"), entry=0x40375000))
+    boot = build_image(chip_id=9, segments=ram_segments("esp32s3"), entry=0x40375000)
+    return write(tmp_path, "ESP32_GENERIC_S3-test.bin", build_merged("esp32s3", boot=boot))
 
 
 def esptool_cli():
@@ -253,7 +291,7 @@ def test_offsets_agree_with_esptools_chip_definitions(chip):
 @pytest.mark.parametrize("chip", sorted(EXPECTED_OFFSETS))
 def test_flash_sequence_and_offset_per_chip(chip, monkeypatch, tmp_path, capsys):
     fake = FakeEsptool(monkeypatch, chip_name=CHIP_NAMES[chip])
-    data = build_image(chip_id=CHIP_IDS[chip], segments=ram_segments(chip))
+    data = build_merged(chip)
     path = write(tmp_path, "fw.bin", data)
     rc, out, err = run_cli(capsys, "--port", "/dev/ttyUSB0", path)
     assert rc == 0, err
@@ -437,7 +475,7 @@ def test_secure_download_mode_is_refused(fake, esp32_bin, monkeypatch, capsys):
 
 def test_firmware_larger_than_flash(monkeypatch, tmp_path, capsys):
     fake = FakeEsptool(monkeypatch, flash_size="2MB")
-    data = build_image(chip_id=0)
+    data = build_merged("esp32")
     path = write(tmp_path, "big.bin", data + b"\xff" * (2 * 1024 * 1024 - len(data)))
     rc, _, err = run_cli(capsys, "--port", "/dev/ttyUSB0", path)
     assert rc == 2
@@ -533,8 +571,7 @@ def test_dry_run_no_erase_and_baud(fake, esp32_bin, capsys):
 
 @pytest.mark.parametrize("chip", sorted(EXPECTED_OFFSETS))
 def test_dry_run_offset_per_chip(chip, tmp_path, capsys):
-    path = write(tmp_path, "fw.bin", build_image(chip_id=CHIP_IDS[chip],
-                                                 segments=ram_segments(chip)))
+    path = write(tmp_path, "fw.bin", build_merged(chip))
     rc, out, err = run_cli(capsys, "--dry-run", "--port", "/dev/ttyUSB0", path)
     assert rc == 0, err
     assert "chip:     %s " % CHIP_NAMES[chip] in out
@@ -568,7 +605,8 @@ def image_info(path, chip=None):
     return p.returncode, p.stdout + p.stderr
 
 
-def test_esptool_image_info_accepts_the_built_esp32_image(esp32_bin):
+def test_esptool_image_info_accepts_the_built_esp32_image(tmp_path):
+    esp32_bin = write(tmp_path, "bootloader.bin", build_image(chip_id=0))
     rc, out = image_info(esp32_bin, chip="esp32")
     assert rc == 0, out
     segs = ram_segments()
@@ -601,19 +639,104 @@ def test_esptool_image_info_without_digest(tmp_path):
     assert rc == 0, out
     assert "Checksum:" in out and "(valid)" in out
     assert "Validation hash" not in out
-    assert flash.main(["--dry-run", path]) == 0
+    merged = write(tmp_path, "merged-nodigest.bin", build_merged(
+        "esp32", boot=build_image(append_digest=False),
+        app=build_image(segments=app_segments(), append_digest=False)))
+    assert flash.main(["--dry-run", merged]) == 0
+
+
+def test_esptool_image_info_accepts_the_built_application(tmp_path):
+    path = write(tmp_path, "app.bin", build_image(segments=app_segments()))
+    rc, out = image_info(path, chip="esp32")
+    assert rc == 0, out
+    assert "Segments: 2" in out and "DROM" in out and "(valid)" in out and "invalid" not in out
 
 
 def test_esptool_and_vmmaker_flash_agree_on_a_merged_style_file(tmp_path, capsys):
     # A real MicroPython .bin is the bootloader image followed by padding, the partition table
-    # and the application; both tools parse the first image and ignore what follows.
-    data = build_image(chip_id=0) + b"\xff" * (0x7000 - 0x100) + b"\xaa\x50" + b"\xff" * 30
+    # and the application; esptool's image-info parses the first image (the bootloader).
+    data = build_merged("esp32")
     path = write(tmp_path, "merged.bin", data)
     rc, out = image_info(path, chip="esp32")
     assert rc == 0 and "Checksum:" in out and "(valid)" in out, out
     rc, out, err = run_cli(capsys, "--dry-run", path)
     assert rc == 0, err
     assert "size:     %d bytes" % len(data) in out and "offset:   0x1000" in out
+    assert "application image at 0x10000, 2 segments" in out
+
+
+# --- incomplete merged files: a cut-off download, a bootloader-only file, an empty image
+
+
+def test_bootloader_only_file_is_refused(fake, tmp_path, capsys):
+    err = wrong_file(capsys, write(tmp_path, "boot.bin", build_image(chip_id=0)), fake)
+    assert "truncated download? the file ends before the application" in err
+    assert "partition table" in err
+
+
+@pytest.mark.parametrize("chip", sorted(EXPECTED_OFFSETS))
+def test_file_cut_before_the_app_is_refused(fake, tmp_path, capsys, chip):
+    data = build_merged(chip)
+    base = EXPECTED_OFFSETS[chip]
+    for cut, what in ((0x5000, "partition table"), (0x9000 - base, "application"),
+                      (0x10000 - base, "application")):
+        err = wrong_file(capsys, write(tmp_path, "cut.bin", data[:cut]), fake)
+        assert "truncated download? the file ends before the application" in err, (cut, err)
+        assert "ends before the %s" % what in err, (cut, err)
+
+
+def test_file_cut_inside_the_app_is_refused(fake, tmp_path, capsys):
+    data = build_merged("esp32")
+    err = wrong_file(capsys, write(tmp_path, "cut.bin", data[:-40]), fake)
+    assert "application image at flash 0x10000" in err and "truncated download?" in err
+
+
+def test_padding_where_the_app_should_be_is_refused(fake, tmp_path, capsys):
+    data = build_merged("esp32")
+    err = wrong_file(capsys, write(tmp_path, "ff.bin", data[:0xF000] + b"\xff" * 4096), fake)
+    assert "no application image at flash 0x10000" in err
+
+
+def test_missing_partition_table_is_refused(fake, tmp_path, capsys):
+    data = bytearray(build_merged("esp32"))
+    data[0x7000:0x7002] = b"\xff\xff"
+    err = wrong_file(capsys, write(tmp_path, "nopt.bin", bytes(data)), fake)
+    assert "no partition table at flash 0x8000" in err
+
+
+def test_corrupt_app_is_refused(fake, tmp_path, capsys):
+    data = bytearray(build_merged("esp32", app=build_image(segments=app_segments(),
+                                                            append_digest=False)))
+    data[-1] ^= 0xFF
+    err = wrong_file(capsys, write(tmp_path, "badapp.bin", bytes(data)), fake)
+    assert "application image at flash 0x10000 is corrupted" in err
+
+
+def test_zero_segment_images_are_refused(fake, tmp_path, capsys):
+    err = wrong_file(capsys, write(tmp_path, "z.bin", build_merged(
+        "esp32", boot=build_image(segments=[]))), fake)
+    assert "has no segments" in err
+    err = wrong_file(capsys, write(tmp_path, "z2.bin", build_merged(
+        "esp32", app=build_image(segments=[]))), fake)
+    assert "application image at flash 0x10000 has no segments" in err
+
+
+def test_esptool_printf_style_error_is_formatted(fake, tmp_path, capsys):
+    # byte 23 is the append_digest flag: esptool raises RuntimeError(fmt, value)
+    data = bytearray(build_merged("esp32"))
+    data[23] = 59
+    err = wrong_file(capsys, write(tmp_path, "rnd.bin", bytes(data)), fake)
+    assert "append_digest field (0x3b)" in err
+    assert "%02x" not in err and "', 59)" not in err
+
+
+@pytest.mark.parametrize("baud", ["300", "9600", "115199", "0", "-5", "6000000"])
+def test_baud_outside_what_esptool_can_use_is_refused(fake, esp32_bin, capsys, baud):
+    for extra in (["--dry-run"], ["--port", "/dev/ttyUSB0"]):
+        rc, out, err = run_cli(capsys, *extra, "--baud", baud, esp32_bin)
+        assert rc == 2, (out, err)
+        assert "--baud %s cannot be used" % baud in err and "between 115200 and" in err
+    assert fake.calls == []
 
 
 # --------------------------------------------------------------------------- wrong files

@@ -38,6 +38,17 @@ PROG = "vmmaker-flash"
 ROM_BAUD = 115200  # every ESP ROM bootloader syncs at 115200; the stub then switches up
 DEFAULT_BAUD = 460800
 ESP_IMAGE_MAGIC = 0xE9
+# --baud: the stub switches up from ROM_BAUD (esptool never switches down: its CLI and this tool
+# only call change_baud for a faster rate); ESP32-family UARTs and the common USB-serial
+# bridges top out at a few Mbaud.
+MIN_BAUD = ROM_BAUD
+MAX_BAUD = 5000000
+# The rest of a merged MicroPython .bin, at these flash addresses (ESP-IDF's defaults, which
+# MicroPython's partition tables use): the partition table at 0x8000 (each 32-byte entry starts
+# with the magic bytes 0xAA 0x50) and the application ("factory" app partition) at 0x10000.
+PARTITION_TABLE_ADDR = 0x8000
+PARTITION_MAGIC = b"\xaa\x50"
+APP_ADDR = 0x10000
 DOWNLOAD_URL = "https://micropython.org/download/"
 
 # Where the MicroPython firmware .bin goes in flash, per chip (esptool's chip key -> offset).
@@ -120,6 +131,8 @@ class Firmware:
     entrypoint: int
     segments: list  # [(load address, length)]
     digest: str  # "valid" / "not appended"
+    app_addr: int = APP_ADDR  # flash address of the application image in the merged file
+    app_segments: int = 0
 
     @property
     def size(self) -> int:
@@ -139,6 +152,18 @@ def _file_kind_hint(data: bytes) -> str:
     if head.startswith(b"<!doctype html") or head.startswith(b"<html"):
         return " It is an HTML page: the download saved a web page instead of the file."
     return ""
+
+
+def _exc_text(e: BaseException) -> str:
+    """An exception's message; esptool raises some with printf-style args, e.g.
+    RuntimeError('Invalid value for append_digest field (0x%02x). ...', 59)."""
+    args = getattr(e, "args", ())
+    if len(args) > 1 and isinstance(args[0], str) and "%" in args[0]:
+        try:
+            return (args[0] % tuple(args[1:])).strip()
+        except (TypeError, ValueError):
+            pass
+    return str(e).strip()
 
 
 def _is_esp8266_image(data: bytes) -> bool:
@@ -184,7 +209,7 @@ def inspect_firmware(path: str) -> Firmware:
         except Exception as e:  # FatalError, struct.error, TypeError... on a short/odd file
             raise FlashError(
                 "%s is not a valid ESP firmware image (esptool: %s: %s); it is probably "
-                "truncated or corrupted. %s." % (path, type(e).__name__, str(e).strip(), get))
+                "truncated or corrupted. %s." % (path, type(e).__name__, _exc_text(e), get))
 
     def esp8266_check():
         if _is_esp8266_image(data):
@@ -231,9 +256,67 @@ def inspect_firmware(path: str) -> Firmware:
             "boot at offset 0x%x. Download the .bin file for %s (not the .app-bin) from %s."
             % (path, flash_mapped[0], FLASH_OFFSETS[chip], GENERIC_BOARDS[chip], DOWNLOAD_URL))
 
+    if not image.segments:
+        raise FlashError("%s is not usable firmware: its image has no segments (nothing for the "
+                         "ROM to load). %s again." % (path, get))
+
+    app_addr, app = _check_rest_of_merged_image(path, data, chip, get)
     return Firmware(path=path, data=data, chip=chip, chip_id=image.chip_id,
                     entrypoint=image.entrypoint,
-                    segments=[(s.addr, len(s.data)) for s in image.segments], digest=digest)
+                    segments=[(s.addr, len(s.data)) for s in image.segments], digest=digest,
+                    app_addr=app_addr, app_segments=len(app.segments))
+
+
+def _check_rest_of_merged_image(path: str, data: bytes, chip: str, get: str):
+    """The MicroPython .bin goes at the bootloader offset and must also hold the partition table
+    and the application: a file that ends earlier (a cut-off download, a bootloader-only build
+    artefact) would leave a board that does not boot. Returns (app flash address, app image)."""
+    base = FLASH_OFFSETS[chip]
+    pt = PARTITION_TABLE_ADDR - base
+    truncated = ("%s is %d bytes: it ends before the %%s (flash 0x%%x, file offset 0x%%x), so it "
+                 "is not a complete MicroPython firmware .bin (truncated download? the file "
+                 "ends before the application). %s again." % (path, len(data), get))
+    if len(data) < pt + 32:
+        raise FlashError(truncated % ("partition table", PARTITION_TABLE_ADDR, pt))
+    if data[pt:pt + 2] != PARTITION_MAGIC:
+        raise FlashError(
+            "%s has no partition table at flash 0x%x (file offset 0x%x: bytes %s, expected "
+            "aa 50): it is not a complete MicroPython firmware .bin for offset 0x%x. %s again."
+            % (path, PARTITION_TABLE_ADDR, pt, data[pt:pt + 2].hex(" "), base, get))
+    app_addr = APP_ADDR
+    app_off = app_addr - base
+    if len(data) <= app_off:
+        raise FlashError(truncated % ("application", app_addr, app_off))
+    if data[app_off] != ESP_IMAGE_MAGIC:
+        raise FlashError(
+            "%s has no application image at flash 0x%x (file offset 0x%x starts with byte "
+            "0x%02x, an ESP image starts with 0x%02X): it is not a complete MicroPython "
+            "firmware .bin (truncated download? the file ends before the application). %s "
+            "again." % (path, app_addr, app_off, data[app_off], ESP_IMAGE_MAGIC, get))
+    try:
+        # esptool warns on stdout about segments it finds unusual; this is a check only
+        with contextlib.redirect_stdout(io.StringIO()):
+            app = bin_image.LoadFirmwareImage(chip, data[app_off:])
+    except Exception as e:
+        raise FlashError(
+            "%s: the application image at flash 0x%x (file offset 0x%x) is cut off or "
+            "corrupted (esptool: %s: %s): truncated download? the file ends before the "
+            "application is complete. %s again."
+            % (path, app_addr, app_off, type(e).__name__, _exc_text(e), get))
+    what = "%s: the application image at flash 0x%x" % (path, app_addr)
+    if getattr(app, "chip_id", None) != targets.CHIP_DEFS[chip].IMAGE_CHIP_ID:
+        raise FlashError("%s is for chip id %s, the bootloader for %s: the file is corrupted or "
+                         "put together wrongly. %s." % (what, getattr(app, "chip_id", "?"),
+                                                       chip_name(chip), get))
+    if not app.segments:
+        raise FlashError("%s has no segments. %s again." % (what, get))
+    if app.checksum != app.calculate_checksum():
+        raise FlashError("%s is corrupted: its checksum byte is 0x%02x but its segments give "
+                         "0x%02x. %s again." % (what, app.checksum, app.calculate_checksum(), get))
+    if getattr(app, "append_digest", False) and app.stored_digest != app.calc_digest:
+        raise FlashError("%s is corrupted: its SHA-256 digest does not match its contents. "
+                         "%s again." % (what, get))
+    return app_addr, app
 
 
 def mismatch_message(fw: Firmware, board_chip: str, where: str) -> str:
@@ -275,6 +358,8 @@ def print_plan(fw: Firmware, chip: str, chip_source: str, args) -> None:
     out.write("  image:    %s image (chip id %d), entry 0x%08x, %d segments, checksum valid, "
               "SHA-256 %s\n" % (chip_name(fw.chip), fw.chip_id, fw.entrypoint,
                                 len(fw.segments), fw.digest))
+    out.write("  app:      application image at 0x%x, %d segments, checksum valid; partition "
+              "table at 0x%x\n" % (fw.app_addr, fw.app_segments, PARTITION_TABLE_ADDR))
     out.write("  chip:     %s (%s)\n" % (chip_name(chip), chip_source))
     out.write("  offset:   0x%x\n" % offset)
     out.write("  port:     %s\n" % (args.port or "(none given: --port is needed for a real run)"))
@@ -462,8 +547,12 @@ def run(args) -> int:
     problem = _esptool_problem()
     if problem:
         raise FlashError(problem)
-    if args.baud <= 0:
-        raise FlashError("--baud must be a positive number (e.g. 460800 or 115200)")
+    if not MIN_BAUD <= args.baud <= MAX_BAUD:
+        raise FlashError(
+            "--baud %d cannot be used: the board's ROM bootloader talks at %d baud and the "
+            "flasher stub can only switch up from there, so --baud must be between %d and %d "
+            "(e.g. 460800, the default, or 115200 if writing fails part-way; 921600 on a good "
+            "cable)." % (args.baud, ROM_BAUD, MIN_BAUD, MAX_BAUD))
     if args.chip != "auto":
         key = chip_key(args.chip)
         if key not in FLASH_OFFSETS:

@@ -334,6 +334,22 @@ def test_good_certificate_accepted(device, ca):
     assert srv.requests[0].headers["x-api-key"] == API_KEY
 
 
+def test_ca_bundle_with_text_around_it(device, ca):
+    # A CA file as people have them: a comment first, and a bundle during a CA rotation
+    # with the CA that signs the server second. Every CA of the bundle must be trusted.
+    def respond(conn, request, n):
+        conn.sendall(ok(b"rotated"))
+
+    other = CertificateAuthority()
+    bundle = ("# VM Maker CAs (old, new)\n" + other.cert_pem.decode() + "\n"
+              + ca.cert_pem.decode() + "# end\n")
+    with Scripted(respond, tls_context=ca.server_context([PRIMARY])) as srv:
+        cfg = fr_api_config({PRIMARY: srv.address}, insecure_http=False, ca=bundle)
+        out = device_call(device, cfg, 'c.get("/v1/x")')
+    assert out["ok"], out
+    assert out["content"] == "rotated"
+
+
 # -- bad input ----------------------------------------------------------------------------
 
 BAD_ANSWERS = {

@@ -8,7 +8,7 @@ from . import auth as _auth
 from .response import Response
 from .transport import SocketTransport
 from .errors import (ConfigError, AuthError, RedirectError, RequestTimeout, CircuitOpen,
-                     ProtocolError, with_history)
+                     ProtocolError, BodyTooLarge, with_history)
 
 VERSION = "0.1.0"
 _AGENT = "vmmaker-sdk/" + VERSION
@@ -93,6 +93,9 @@ class Client:
                     raise ConfigError("header %r: names and values must be str, not %s"
                                       % (k, type(v).__name__))
                 lk = k.lower()
+                if lk == "idempotency-key" and not v.strip():
+                    raise ConfigError("an Idempotency-Key header must not be empty (leave it out "
+                                      "and the SDK makes one)")
                 if lk in _OWN_HEADERS:
                     raise ConfigError("header %r is set by the SDK (credentials come from the "
                                       "config)" % k)
@@ -146,6 +149,9 @@ class Client:
                 raise with_history(e, call.history)  # refused by policy: failing over cannot help
             except ConfigError:
                 raise
+            except BodyTooLarge as e:
+                # The device's own limit, not the server's fault: no failover, no blame.
+                raise with_history(e, call.history)
             except Exception as e:
                 kind = _kind(e)
                 if kind is None:

@@ -135,6 +135,8 @@ class Call:
         self.p = policy
         self.plan = plan
         self.safe = idempotent or method in IDEMPOTENT
+        self.write = method not in IDEMPOTENT   # POST/PATCH: a replay elsewhere would double it
+        self.pinned = None      # region a write may already have reached (outcome unknown)
         self.deadline_ms = policy.deadline_ms
         self.deadline = policy.clock.ticks_add(policy.clock.ticks_ms(), policy.deadline_ms)
         self.idx = 0
@@ -204,6 +206,11 @@ class Call:
             self.idx += 1
         if self.idx >= len(self.plan):
             self.stop = "no server left in the plan"
+        elif self.pinned is not None and self.plan[self.idx].region != self.pinned:
+            # A region's servers share one Idempotency-Key store; another region's do not.
+            self.idx = len(self.plan)
+            self.stop = ("the write may already be applied in region %s: it is not retried in "
+                         "another region, whose servers could apply it again" % self.pinned)
 
     def on_response(self, host, status, reason, retry_after=None):
         """-> DONE, AUTH, REFRESH or 'retry' (then call next())."""
@@ -253,5 +260,7 @@ class Call:
         if sent and not self.safe:
             self.stop = "request may have reached the server and is not idempotent"
             return "raise"
+        if sent and self.write:
+            self.pinned = self.plan[self.idx].region
         self._advance(BACKUP)
         return "retry"

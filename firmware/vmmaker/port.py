@@ -51,20 +51,27 @@ def random_unit():
     return ((b[0] << 24) | (b[1] << 16) | (b[2] << 8) | b[3]) / 4294967296
 
 
-def pem_to_der(pem):
-    # mbedTLS on MicroPython accepts DER only; the config carries the CA as PEM text.
+def pem_certs(pem):
+    """Each certificate of a PEM text (a bundle, text around the blocks allowed) as DER.
+
+    mbedTLS on MicroPython takes one DER certificate per load_verify_locations() call; the
+    base64 is cut out by position (a2b_base64 skips the line breaks itself), so no list of
+    lines is built at the moment the heap is tightest. Bytes without a PEM block are DER.
+    """
     if isinstance(pem, str):
         pem = pem.encode()
-    if not pem.lstrip().startswith(b"-----"):
-        return pem
     import binascii
-    # The base64 between the BEGIN and END lines; a2b_base64 skips the line breaks itself,
-    # so no list of lines is built (a few KB at the moment the heap is tightest).
-    start = pem.find(b"\n", pem.find(b"-----BEGIN"))
-    end = pem.find(b"-----END", start)
-    if start < 0 or end < 0:
-        raise ValueError("no PEM certificate block")
-    return binascii.a2b_base64(pem[start + 1:end])
+    i = pem.find(b"-----BEGIN CERTIFICATE-----")
+    if i < 0:
+        yield pem
+        return
+    while i >= 0:
+        start = pem.find(b"\n", i)
+        end = pem.find(b"-----END CERTIFICATE-----", start)
+        if start < 0 or end < 0:
+            raise ValueError("a PEM certificate block has no END line")
+        yield binascii.a2b_base64(pem[start + 1:end])
+        i = pem.find(b"-----BEGIN CERTIFICATE-----", end)
 
 
 def resolve(host, port):
@@ -78,7 +85,8 @@ def tls_context(ca):
     # MicroPython's client context does not verify unless told to.
     ctx.verify_mode = ssl.CERT_REQUIRED
     if MICROPYTHON:
-        ctx.load_verify_locations(cadata=pem_to_der(ca))
+        for der in pem_certs(ca):  # every CA of a bundle is trusted (CA rotation)
+            ctx.load_verify_locations(cadata=der)
     else:
         ctx.check_hostname = True
         ctx.load_verify_locations(cadata=ca.decode() if isinstance(ca, bytes) else ca)

@@ -4,7 +4,7 @@ from casekit import case, table, eq, ok, raises, run, Fail
 import vmmaker
 from vmmaker import httpcodec
 from vmmaker.errors import (ConfigError, AuthError, RedirectError, ConnectError, RequestTimeout,
-                            ProtocolError, TLSError)
+                            ProtocolError, TLSError, BodyTooLarge)
 
 KEY = "K-123"
 PRI, BAK = "api-tr.vmmaker.com", "backup-api-tr.vmmaker.com"
@@ -581,7 +581,35 @@ table("request_bad_args_", [
     ("timeout_zero", {"timeout": 0}, "timeout"),
     ("timeout_str", {"timeout": "1"}, "timeout"),
     ("timeout_nan", {"timeout": float("nan")}, "timeout"),
+    ("empty_idempotency_key", {"headers": {"Idempotency-Key": " "}}, "Idempotency-Key"),
 ], lambda kw, word: bad_request_args(kw, word))
+
+
+@case("body_too_large_is_final_and_blames_no_server")
+def _():
+    # max_body is the device's own limit: another server would send the same big answer.
+    c, f, clock = client([(PRI, E(BodyTooLarge, True, "body of 20000 bytes exceeds max_body"))])
+    e = raises(BodyTooLarge, c.get, "/v1/big")
+    eq(f.hosts(), [PRI], "no failover")
+    eq(c.policy.breakers, {}, "the healthy server is not counted as failing")
+    eq(e.history, [], "history attached")
+
+
+@case("write_with_unknown_outcome_stays_in_its_region")
+def _():
+    # The primary may have applied the POST (read timeout after sending); the backup shares
+    # its Idempotency-Key store, another region does not: never cross into it.
+    c, f, clock = client([(PRI, E(RequestTimeout, True)), (BAK, E(ConnectError, False))])
+    e = raises(ConnectError, c.post, "/v1/x", json={"a": 1})
+    eq(f.hosts(), [PRI, BAK], "stopped at the region boundary")
+    ok("region tr" in str(e), str(e))
+
+
+@case("read_with_unknown_outcome_may_cross_regions")
+def _():
+    c, f, clock = client([(PRI, E(RequestTimeout, True)), (BAK, E(ConnectError, False)),
+                          (DE1, ok200("de/api/primary"))])
+    eq(c.get("/v1/x").region, "de")
 
 
 def bad_request_args(kw, word):

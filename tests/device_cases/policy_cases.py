@@ -253,8 +253,21 @@ def _():
     call = p.start(PLAN, "POST", True)
     ep, _ = call.next()
     eq(call.on_response(ep.host, 503, "network-error"), "retry")
-    eq(call.on_error(call.next()[0].host, "timeout", True), "retry")
+    eq(call.on_error(call.next()[0].host, "connect", False), "retry")  # nothing sent
     eq(call.next()[0].host, DE1)
+
+
+@case("post_unknown_outcome_not_replayed_in_another_region")
+def _():
+    # A timeout after sending: the backup may have applied the write. Another region keeps
+    # its own Idempotency-Key store, so the call stops at the region boundary.
+    p, c = new()
+    call = p.start(PLAN, "POST", True)
+    ep, _ = call.next()
+    eq(call.on_response(ep.host, 503, "network-error"), "retry")
+    eq(call.on_error(call.next()[0].host, "timeout", True), "retry")
+    eq(call.next(), None)
+    ok("region" in call.stop, call.stop)
 
 
 table("idempotent_method_", [

@@ -47,7 +47,10 @@ class Response:
         return self.content.decode()
 
     def json(self):
-        return json.loads(self.content)
+        body = self.content
+        if b"\\ud" in body or b"\\uD" in body:
+            body = _join_surrogates(body)
+        return json.loads(body)
 
     def raise_for_status(self):
         if self.status_code >= 400:
@@ -61,3 +64,39 @@ class Response:
 
     def __repr__(self):
         return "<Response [%d] %s>" % (self.status_code, self.server or self.url)
+
+
+def _join_surrogates(body):
+    # JSON writers escape characters beyond U+FFFF (emoji) as a surrogate pair "\ud83d\udcf6";
+    # MicroPython's json turns each half into its own invalid UTF-8. Write such pairs as the
+    # UTF-8 bytes of the character itself (valid JSON, the same value everywhere).
+    out = bytearray()
+    i = 0
+    n = len(body)
+    while True:
+        j = body.find(b"\\u", i)
+        if j < 0 or j + 12 > n:
+            break
+        k = j
+        while k > 0 and body[k - 1] == 92:  # "\\ud83d" is a backslash, then text
+            k -= 1
+        hi = _hex4(body, j + 2)
+        if (j - k) % 2 == 0 and 0xD800 <= hi < 0xDC00 and body[j + 6:j + 8] == b"\\u":
+            lo = _hex4(body, j + 8)
+            if 0xDC00 <= lo < 0xE000:
+                cp = 0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                out += body[i:j]
+                out += chr(cp).encode()
+                i = j + 12
+                continue
+        out += body[i:j + 2]
+        i = j + 2
+    out += body[i:]
+    return bytes(out)
+
+
+def _hex4(b, at):
+    try:
+        return int(b[at:at + 4], 16)
+    except ValueError:
+        return -1

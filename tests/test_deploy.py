@@ -51,6 +51,7 @@ class FakeBoard:
         self.frozen_vmmaker = False
         self.closed = False
         self.exited = False
+        self.hash_expect = []
 
     # the state a test looks at
     def used(self):
@@ -66,8 +67,19 @@ class FakeBoard:
                                 self.sys_path, self.cwd, (self.block, self.block,
                                                           free // self.block), self.hashlib_ok)
 
-    def hashes(self, paths):
-        return {p: hashlib.sha256(self.files[p]).hexdigest() if p in self.files else None
+    def hashes(self, paths, expect=None):
+        # as the board: a path in `expect` (a secret file) is only compared, never hashed out
+        self.hash_expect.append(dict(expect or {}))
+        out = {}
+        for p in paths:
+            h = hashlib.sha256(self.files[p]).hexdigest() if p in self.files else None
+            if h is not None and p in (expect or {}):
+                h = expect[p] if h == expect[p] else deploy.SECRET_DIFFERS
+            out[p] = h
+        return out
+
+    def kinds(self, paths):
+        return {p: "dir" if p in self.dirs else "file" if p in self.files else None
                 for p in paths}
 
     def walk(self, dirs):
@@ -645,7 +657,7 @@ def test_board_snippets_on_micropython(tmp_path):
     assert info.free > 0 and info.block > 0
 
     paths = [lib + "/vmmaker/a.mpy", str(tmp_path / "main.py"), str(tmp_path / "nope")]
-    hashes = dict(deploy._lines_of(on_micropython(deploy.HASH_CODE % (paths,), tmp_path)))
+    hashes = dict(deploy._lines_of(on_micropython(deploy.HASH_CODE % ({}, paths), tmp_path)))
     assert hashes == {paths[0]: hashlib.sha256(b"\x00" * 1000 + b"tail").hexdigest(),
                       paths[1]: hashlib.sha256(b"print(1)\n").hexdigest(), paths[2]: None}
 
@@ -698,6 +710,136 @@ def test_import_check_snippet_on_micropython(tmp_path):
             + deploy.IMPORT_CODE % ("vmmaker", "vmmaker", "vmmaker."))
     result = deploy._lines_of(on_micropython(code, tmp_path))[-1]
     assert result[0] == "ok" and result[2] == ""
+
+
+@needs_micropython
+def test_hash_snippet_prints_only_a_match_flag_for_a_secret_file(tmp_path):
+    (tmp_path / "vmmaker.json").write_bytes(b'{"api_key":"x"}')
+    (tmp_path / "other.json").write_bytes(b'{"api_key":"y"}')
+    right = hashlib.sha256(b'{"api_key":"x"}').hexdigest()
+    paths = [str(tmp_path / n) for n in ("vmmaker.json", "other.json", "none.json")]
+    expect = {p: right for p in paths}
+    out = on_micropython(deploy.HASH_CODE % (expect, paths), tmp_path)
+    assert dict(deploy._lines_of(out)) == {paths[0]: True, paths[1]: False, paths[2]: None}
+    assert hashlib.sha256(b'{"api_key":"y"}').hexdigest().encode() not in out
+
+
+def test_secret_files_are_compared_on_the_board_not_hashed_out(board, secrets_dir, capsys):
+    code, out, err = run_cli(capsys, cli_args(secrets_dir))
+    assert code == 0, err
+    config = deploy.config_bytes(json.loads(board.files["/vmmaker.json"]))
+    sha = hashlib.sha256(config).hexdigest()
+    # every hash request that covered the config carried the expected hash to compare with
+    assert all(e.get("/vmmaker.json") == sha for e in board.hash_expect if e)
+    assert any(e.get("/vmmaker.json.part") == sha for e in board.hash_expect)
+    assert sha not in out + err
+
+
+class FakeTransport:
+    """mpremote's SerialTransport as MpremoteLink.reset uses it."""
+
+    def __init__(self, has_reset, after_reset=b""):
+        self.has_reset, self.after_reset = has_reset, after_reset
+        self.ran, self.no_follow, self.serial_writes, self.exits = [], [], [], 0
+        self.in_raw_repl = True
+        test = self
+
+        class Serial:
+            def write(self, data):
+                test.serial_writes.append(data)
+        self.serial = Serial()
+
+    def exec_raw(self, code, timeout=None):
+        self.ran.append(code)
+        return (repr(self.has_reset) + "\r\n").encode(), b""
+
+    def exec_raw_no_follow(self, code):
+        self.no_follow.append(code)
+
+    def read_until(self, *a, **kw):
+        return self.after_reset  # what the application prints once the board is up again
+
+    def exit_raw_repl(self):
+        self.exits += 1
+
+
+def test_reset_is_decided_from_the_board_not_from_the_app_output():
+    # The app prints an exception name right after the hard reset: still one reset.
+    t = FakeTransport(True, b"sensor read failed: OSError 5\r\nTraceback (most recent call)")
+    how = deploy.MpremoteLink("fake://b", t).reset()
+    assert how == "hard reset"
+    assert t.no_follow == [deploy.RESET_CODE]
+    assert t.serial_writes == [] and t.exits == 0            # no second (soft) reset
+    assert "hasattr(machine, 'reset')" in t.ran[0]
+    # A board without machine.reset: a soft reset only, and no attempt at a hard one.
+    t = FakeTransport(False)
+    how = deploy.MpremoteLink("fake://b", t).reset()
+    assert how.startswith("soft reset") and t.no_follow == [] and t.serial_writes == [b"\x04"]
+
+
+def test_config_bytes_are_utf8_not_surrogate_escapes():
+    config = {"wifi": {"ssid": "Home \U0001f4f6", "password": "p\xe4ss\U0001f511"}}
+    data = deploy.config_bytes(config)
+    assert b"\\ud83d" not in data and "\U0001f4f6".encode("utf-8") in data
+    assert json.loads(data.decode("utf-8")) == config
+
+
+@pytest.mark.parametrize("name", ["/vmmaker.py", "/vmmaker.mpy"])
+def test_a_root_module_that_shadows_the_package_is_removed(board, secrets_dir, capsys, name):
+    board.files[name] = b"M\x06\x00\x1f"   # truncated: importing it can hang a board
+    removed_before_import = []
+    real_import = board.import_check
+    board.import_check = lambda n: (removed_before_import.append(name not in board.files),
+                                    real_import(n))[1]
+    code, out, err = run_cli(capsys, cli_args(secrets_dir))
+    assert code == 0, err
+    assert name not in board.files and removed_before_import == [True]
+    assert "remove      :%s  (older copy that would shadow /lib/vmmaker)" % name in out
+
+
+@pytest.mark.parametrize("setup, message", [
+    (lambda b: b.files.update({"/lib": b"x"}), "a file :/lib where the directory"),
+    (lambda b: (b.dirs.add("/lib"), b.files.update({"/lib/vmmaker": b"x"})),
+     "a file :/lib/vmmaker where the directory"),
+    (lambda b: b.dirs.add("/vmmaker.json"), "a directory :/vmmaker.json where deploy writes"),
+    (lambda b: b.dirs.add("/main.py.part"), "a directory :/main.py.part where deploy writes"),
+])
+def test_files_and_directories_in_the_wrong_place_are_named(board, secrets_dir, capsys, setup,
+                                                            message):
+    setup(board)
+    code, out, err = run_cli(capsys, cli_args(secrets_dir))
+    assert code == 1 and message in err and "Traceback" not in err
+    assert board.writes == []
+
+
+@pytest.mark.parametrize("app", ["missing.py", "."])
+def test_bad_app_is_refused_before_connecting(monkeypatch, secrets_dir, capsys, app):
+    def no(port, say):
+        raise AssertionError("connected")
+    monkeypatch.setattr(deploy, "connect", no)
+    code, out, err = run_cli(capsys, cli_args(secrets_dir, "--app", str(secrets_dir / app)))
+    assert code == 2 and "the application" in err
+
+
+def test_token_file_with_service_api_is_refused(board, secrets_dir, capsys):
+    (secrets_dir / "jwt").write_text("eyJhbGciOiJIUzI1NiJ9.e30.sig-of-the-jwt\n")
+    code, out, err = run_cli(capsys, cli_args(secrets_dir, "--token-file",
+                                              str(secrets_dir / "jwt")))
+    assert code == 2 and "--token-file is for service own" in err
+    assert board.writes == []
+
+
+def test_a_bom_in_a_key_file_is_dropped(board, secrets_dir, capsys):
+    (secrets_dir / "key").write_bytes(b"\xef\xbb\xbf" + API_KEY.encode() + b"\r\n")
+    code, out, err = run_cli(capsys, cli_args(secrets_dir))
+    assert code == 0, err
+    assert json.loads(board.files["/vmmaker.json"])["api_key"] == API_KEY
+
+
+def test_socket_address_without_a_port_gets_the_right_advice():
+    advice = deploy._why_no_board("socket://nohostport")
+    assert "//nohostport" not in advice and "socket://HOST:PORT" in advice
+    assert "--port 2217`" in deploy._why_no_board("socket://localhost:2217")
 
 
 # -- package.json ---------------------------------------------------------------------------------
@@ -798,6 +940,8 @@ def test_board_dry_run_then_deploy_then_nothing_to_do(emulated_board, config_fil
     assert flash_files(emulated_board.flash) == build_hashes(on_board)
     assert "the board imports vmmaker" in r.stdout
     assert_no_secrets(r.stdout, r.stderr, emulated_board.console_text())
+    # nor the config's hash: the board compares it, and prints only whether it matches
+    assert hashlib.sha256(on_board).hexdigest() not in emulated_board.console_text()
 
     r = run_deploy("--port", addr, "--config", str(config_file), "--no-reset")
     assert r.returncode == 0, r.stderr
@@ -864,3 +1008,14 @@ def test_mip_install_of_package_json(emulated_board):
                         "vmmaker.Client)"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "VMMAKER /lib/vmmaker 0.1.0 <class 'Client'>" in r.stdout
+
+
+@needs_board
+def test_board_root_modules_that_shadow_the_package_are_removed(emulated_board, config_file):
+    flash = emulated_board.flash
+    (flash / "vmmaker.mpy").write_bytes(b"M\x06\x00\x1f")   # truncated: its import hangs
+    (flash / "vmmaker.py").write_text("VERSION = 'old'\n")
+    r = run_deploy("--port", emulated_board.address, "--config", str(config_file), "--no-reset")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "removed     :/vmmaker.mpy" in r.stdout and "removed     :/vmmaker.py" in r.stdout
+    assert flash_files(flash) == build_hashes((flash / "vmmaker.json").read_bytes())

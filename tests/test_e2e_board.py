@@ -193,3 +193,22 @@ def test_interrupted_deploy_then_rerun_leaves_exactly_the_build(world, board, tm
     assert board_listing(board.address) == want     # and as the board itself sees its files
     assert json.loads((board.flash / "vmmaker.json").read_text()) == config
     assert_no_secrets(world, r.stdout, r.stderr, board.console_text())
+
+
+def test_reset_runs_main_once_even_when_the_app_prints_an_error(world, board, tmp_path):
+    """How to reset is decided from the board (machine.reset there or not), never from what the
+    freshly reset application prints: an app logging an exception name must not be soft-reset
+    into running twice."""
+    config, config_path = write_config(world, tmp_path, "tr", "api")
+    app = tmp_path / "app.py"
+    app.write_text("print('APP-START')\nprint('sensor read failed: OSError 5 (Traceback-free)')\n")
+    mark = board.mark()
+    r = subprocess.run(deploy_cmd() + ["--port", board.address, "--config", str(config_path),
+                                       "--app", str(app)],
+                       capture_output=True, text=True, cwd=str(tmp_path), timeout=DEPLOY_TIMEOUT)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "done: hard reset" in r.stdout
+    board.wait_for("APP-START", timeout=BOOT_TIMEOUT, since=mark)
+    import time
+    time.sleep(5)  # the old code soft-reset within 3 s of the app's output
+    assert board.console_text(mark).count("APP-START") == 1

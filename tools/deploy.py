@@ -314,11 +314,17 @@ class Layout:
         # sys.path ('') and would shadow <lib>/vmmaker.
         root_pkg = board_join(self.root, PACKAGE)
         self.shadow_dirs = [root_pkg] if root_pkg != self.package_dir else []
+        # So would a module vmmaker.py / vmmaker.mpy there (a truncated .mpy can even hang the
+        # import check): removed before it.
+        self.shadow_files = ([root_pkg + ".py", root_pkg + ".mpy"]
+                             if root_pkg != self.package_dir else [])
 
 
 def load_config_file(path):
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError("the config %s is not UTF-8 text" % path)
     except OSError as e:
         raise UsageError("cannot read the config %s: %s" % (path, e.strerror or e))
     try:
@@ -334,9 +340,11 @@ def load_config_file(path):
 
 def read_secret_file(path, what):
     try:
-        value = Path(path).read_text(encoding="utf-8").strip()
+        value = Path(path).read_text(encoding="utf-8-sig").strip()  # -sig: a BOM is dropped
     except OSError as e:
         raise UsageError("cannot read the %s file %s: %s" % (what, path, e.strerror or e))
+    except UnicodeDecodeError:
+        raise UsageError("the %s file %s is not UTF-8 text" % (what, path))
     if not value:
         raise UsageError("the %s file %s is empty" % (what, path))
     return value
@@ -352,6 +360,10 @@ def build_config(args):
     if args.api_key_file:
         config["api_key"] = read_secret_file(args.api_key_file, "API key")
     if args.token_file:
+        if config.get("service", "api") != "own":
+            raise UsageError("--token-file is for service own; service %s uses --api-key-file "
+                             "(a JWT it would not use is not written to the board)"
+                             % config.get("service", "api"))
         config["token"] = read_secret_file(args.token_file, "JWT")
     if args.ca:
         try:
@@ -440,7 +452,10 @@ def describe_config(config):
 
 def config_bytes(config):
     # Sorted and compact: the same config gives the same bytes, so a re-run skips it.
-    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode("utf-8")
+    # UTF-8, not \u escapes: MicroPython's json decodes a surrogate pair (an emoji in a WiFi
+    # SSID or password) into invalid UTF-8.
+    return json.dumps(config, sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False).encode("utf-8")
 
 
 def package_files(choice, layout, workdir):
@@ -539,6 +554,9 @@ class Plan:
         for path, size in sorted((board_parts or {}).items()):
             if size is not None and (path, size) not in stale_files:
                 stale_files.append((path, size))
+        for path in getattr(layout, "shadow_files", ()):
+            if sizes.get(path) is not None and (path, sizes[path]) not in stale_files:
+                stale_files.append((path, sizes[path]))
         self.remove_files = sorted(stale_files)
         self.remove_dirs = sorted(set(stale_dirs), key=lambda d: -d[0].count("/"))
 
@@ -560,6 +578,7 @@ class Plan:
             why = "half-written file of an interrupted deploy" if path.endswith(PART) else (
                 "older copy that would shadow %s" % self.layout.package_dir
                 if any(path.startswith(d + "/") for d in self.layout.shadow_dirs)
+                or path in self.layout.shadow_files
                 else "not in this build")
             out.append("  remove      :%s  (%s)" % (path, why))
         for path, _ in self.remove_dirs:
@@ -607,8 +626,12 @@ def _h(p):
   h.update(b if n == 256 else b[:n])
  f.close()
  return binascii.hexlify(h.digest()).decode()
+_e = %r
 for _p in %r:
- print(repr((_p, _h(_p))))
+ _x = _h(_p)
+ if _p in _e and _x is not None:
+  _x = _x == _e[_p]
+ print(repr((_p, _x)))
 """
 
 WALK_CODE = """\
@@ -699,6 +722,27 @@ for _k in [k for k in sys.modules if k == %r or k.startswith(%r)]:
  del sys.modules[_k]
 """
 
+# What a board says instead of the hash of a secret file that does not match.
+SECRET_DIFFERS = "differs (not shown: holds secrets)"
+
+HAS_RESET_CODE = """\
+try:
+ import machine
+ print(repr(hasattr(machine, 'reset')))
+except ImportError:
+ print(repr(False))
+"""
+
+# (path, 'dir' | 'file' | None) of each path.
+KINDS_CODE = """\
+import os
+for _p in %r:
+ try:
+  print(repr((_p, 'dir' if os.stat(_p)[0] & 0x4000 else 'file')))
+ except OSError:
+  print(repr((_p, None)))
+"""
+
 RESET_CODE = "import time, machine; time.sleep_ms(100); machine.reset()"
 
 
@@ -742,8 +786,10 @@ class BoardInfo:
 def _why_no_board(address):
     """The likeliest reason `address` could not be opened, as advice."""
     if address.startswith("socket://"):
-        return ("nothing answers there: is `vmmaker-sim board --port %s` running?"
-                % address.rsplit(":", 1)[-1])
+        m = re.fullmatch(r"socket://[^:/]+:(\d+)/?", address)
+        if not m:
+            return "a socket address is socket://HOST:PORT, e.g. socket://localhost:2217"
+        return ("nothing answers there: is `vmmaker-sim board --port %s` running?" % m.group(1))
     if address.startswith("/") and not os.path.exists(address):
         return "no such port: list the boards with `.venv/bin/mpremote connect list`"
     return ("is another program, e.g. an mpremote repl, using it? on Linux, are you in the "
@@ -808,16 +854,27 @@ class MpremoteLink:
     def info(self):
         return BoardInfo(*_lines_of(self.run(INFO_CODE))[0])
 
-    def hashes(self, paths):
+    def hashes(self, paths, expect=None):
+        """{path: sha256 hex or None}. For the paths in `expect` ({path: sha256}, the secret
+        files) the board compares and prints only a match flag, never the digest: then
+        {path: the expected sha256 if it matches, SECRET_DIFFERS if not, None if missing}."""
         if not paths:
             return {}
-        return dict(_lines_of(self.run(HASH_CODE % (list(paths),))))
+        expect = {p: h for p, h in (expect or {}).items() if p in paths}
+        got = dict(_lines_of(self.run(HASH_CODE % (expect, list(paths)))))
+        for p, flag in got.items():
+            if p in expect and flag is not None:
+                got[p] = expect[p] if flag is True else SECRET_DIFFERS
+        return got
 
     def walk(self, dirs):
         return [tuple(t) for t in _lines_of(self.run(WALK_CODE % (list(dirs),)))]
 
     def sizes(self, paths):
         return dict(_lines_of(self.run(SIZES_CODE % (list(paths),))))
+
+    def kinds(self, paths):
+        return dict(_lines_of(self.run(KINDS_CODE % (list(paths),))))
 
     def makedirs(self, path):
         self.run(MAKEDIRS_CODE % (path, path))
@@ -864,18 +921,29 @@ class MpremoteLink:
     def import_check(self, name):
         return _lines_of(self.run(IMPORT_CODE % (name, name, name + "."), timeout=60))[-1]
 
+    def has_machine_reset(self):
+        return _lines_of(self.run(HAS_RESET_CODE))[-1] is True
+
     def reset(self):
-        """Hard reset (as `mpremote reset`); a soft reset if the board has no machine.reset."""
+        """Hard reset (as `mpremote reset`); a soft reset if the board has no machine.reset.
+        Which one is decided from what the board has, asked before (never from what the
+        application prints after): one reset, main.py runs once."""
         from mpremote.transport import TransportError
         try:
-            self.transport.exec_raw_no_follow(RESET_CODE)
-            # A board that resets says nothing more in the raw REPL; one that cannot answers
-            # with a traceback within a moment.
-            got = self.transport.read_until(1, b"\x04>", timeout=1.5, timeout_overall=3)
-            if b"Traceback" in got or b"Error" in got:
+            hard = self.has_machine_reset()
+        except DeployError:
+            hard = True
+        if not hard:
+            try:
                 self.transport.exit_raw_repl()
                 self.transport.serial.write(b"\x04")  # soft reset from the friendly REPL
-                return "soft reset (this board has no machine.reset())"
+            except (TransportError, OSError):
+                pass
+            except Exception:
+                pass
+            return "soft reset (this board has no machine.reset())"
+        try:
+            self.transport.exec_raw_no_follow(RESET_CODE)
         except (TransportError, OSError):
             pass  # the port may vanish as a board with native USB resets
         except Exception:
@@ -961,14 +1029,48 @@ class Deploy:
         self.dry_run = dry_run
         self.written = 0
 
+    def hashes(self, paths):
+        """The board's sha256 of `paths`; a secret file (and its .part) only compared there."""
+        expect = {}
+        for f in self.files:
+            if f.secret:
+                expect[f.path] = expect[f.path + PART] = f.sha256
+        return self.link.hashes(paths, expect)
+
+    def check_kinds(self):
+        """Directories where files go and files where directories go: say which, and how to
+        fix it, before anything is written."""
+        lay = self.layout
+        dirs = []
+        d = lay.package_dir
+        while d and d != lay.root and d != "/":
+            dirs.append(d)
+            d = d.rsplit("/", 1)[0]
+        files = []
+        for f in self.files:
+            if not f.path.startswith(lay.package_dir + "/"):
+                files += [f.path, f.path + PART]
+        kinds = self.link.kinds(sorted(dirs) + files)
+        for path in sorted(dirs):
+            if kinds.get(path) == "file":
+                raise DeployError("the board has a file :%s where the directory %s must be: "
+                                  "remove it (`mpremote fs rm :%s`, after copying it off if you "
+                                  "need it), then re-run" % (path, path, path))
+        for path in files:
+            if kinds.get(path) == "dir":
+                raise DeployError("the board has a directory :%s where deploy writes a file: "
+                                  "remove it (`mpremote fs rm -r :%s`, after copying off what you "
+                                  "need), then re-run" % (path, path))
+
     def survey(self):
         lay = self.layout
+        self.check_kinds()
         tree = self.link.walk([lay.package_dir] + lay.shadow_dirs)
         paths = [f.path for f in self.files]
-        hashes = self.link.hashes(paths)
+        hashes = self.hashes(paths)
         # .part leftovers: in the package dir the tree shows them; next to the root files ask.
         parts = [f.path + PART for f in self.files if not f.path.startswith(lay.package_dir + "/")]
-        sizes = self.link.sizes(parts + lay.shadow_dirs + [
+        sizes = self.link.sizes(parts + lay.shadow_dirs + lay.shadow_files + [
             f.path for f in self.files if not f.path.startswith(lay.package_dir + "/")])
         board_parts = {p: sizes.get(p) for p in parts if sizes.get(p) is not None}
         return Plan(self.files, lay, hashes, tree, board_parts, sizes)
@@ -1022,7 +1124,7 @@ class Deploy:
                                 "(`mpremote fs ls :`, `mpremote fs rm :<file>`), then re-run: "
                                 "files already there are skipped."
                                 % (f.path, f.size, self.written, len(self.files)))
-            got = self.link.hashes([part]).get(part)
+            got = self.hashes([part]).get(part)
             if got == f.sha256:
                 break
             if attempt == 2:
@@ -1042,7 +1144,7 @@ class Deploy:
 
     def verify_all(self):
         """Every file by hash, and the package dir holds exactly the build."""
-        hashes = self.link.hashes([f.path for f in self.files])
+        hashes = self.hashes([f.path for f in self.files])
         for f in self.files:
             if hashes.get(f.path) != f.sha256:
                 raise VerifyFailed(self._mismatch(f, f.path, hashes.get(f.path)))
@@ -1065,6 +1167,8 @@ class Deploy:
             raise VerifyFailed("the board cannot import %s: %s: %s%s" % (
                 PACKAGE, kind, self.redact(message), hint))
         _, where, init_file, version = result
+        if not where and init_file:  # a module vmmaker.py/.mpy, not the package
+            where = init_file
         if where and not where.startswith(("/", ".frozen")):
             where = board_join(self.layout.root, where)
         if where != self.layout.package_dir or not init_file:
@@ -1092,6 +1196,12 @@ def run(args, config, redact, out=None):
 
     summary = validate_config(config)
     app = Path(args.app) if args.app else DEFAULT_APP
+    if not app.exists():
+        raise UsageError("the application %s does not exist (--app FILE: the .py file that "
+                         "becomes main.py)" % app)
+    if not app.is_file():
+        raise UsageError("the application %s is not a file (--app FILE: the .py file that "
+                         "becomes main.py)" % app)
 
     link = None
     if args.dry_run:

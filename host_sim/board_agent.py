@@ -166,13 +166,83 @@ def _rename(old, new):
     return _host.rename(a, b)
 
 
+# The flash is the board's whole filesystem: a path that climbs above its root stays at the
+# root, as on a board ('/..' is '/'). The unix port's VfsPosix(_FLASH) only prefixes its root,
+# so '/../x' would reach the host's files next to the flash directory: every path device code
+# (and mpremote's fs commands) gives os and open() is made absolute and its '.'/'..' resolved
+# first. (The shims keep their own host filesystem object: they are the hardware.)
+_getcwd = os.getcwd
+
+
+def _norm(path):
+    if isinstance(path, str):
+        sep, dot, up = "/", ".", ".."
+    elif isinstance(path, bytes):
+        sep, dot, up = b"/", b".", b".."
+    else:
+        return path  # let the VFS raise its own TypeError
+    if not path:
+        return path  # '' means the current directory to listdir, ENOENT to open: as before
+    if not path.startswith(sep):
+        cwd = _getcwd()
+        path = (cwd if isinstance(sep, str) else cwd.encode()) + sep + path
+    parts = []
+    for part in path.split(sep):
+        if part == up:
+            if parts:
+                parts.pop()
+        elif part and part != dot:
+            parts.append(part)
+    return sep + sep.join(parts)
+
+
+def _confined(fn):
+    def call(*args, **kw):
+        if args:
+            args = (_norm(args[0]),) + args[1:]
+        return fn(*args, **kw)
+    return call
+
+
+def _confined_rename(old, new):
+    return _rename(_norm(old), _norm(new))
+
+
 _os = _Os()
 for _k in dir(os):
     if not _k.startswith("__"):
         setattr(_os, _k, getattr(os, _k))
-_os.ilistdir = _ilistdir
-_os.rename = _rename
+_os.ilistdir = _confined(_ilistdir)
+_os.rename = _confined_rename
+for _k in ("listdir", "stat", "lstat", "statvfs", "remove", "unlink", "rmdir", "mkdir", "chdir"):
+    if hasattr(os, _k):
+        setattr(_os, _k, _confined(getattr(os, _k)))
 sys.modules["os"] = _os
+import builtins
+
+builtins.open = _confined(open)
+
+# Not covered: io.open (the unix port's io module cannot be patched) and device code that
+# mounts a VfsPosix of its own; this keeps paths on the flash, it is not a sandbox.
+
+# import searches sys.path through the VFS too: an entry with a '..' component (sys.path
+# .append('/..')) is resolved the same way while the import runs.
+_import = builtins.__import__
+
+
+def _confined_import(*args):
+    path = sys.path
+    if any(".." in p.split("/") for p in path if isinstance(p, str)):
+        sys.path = [_norm(p) if isinstance(p, str) and ".." in p.split("/") else p
+                    for p in path]
+        try:
+            return _import(*args)
+        finally:
+            sys.path = path
+    return _import(*args)
+
+
+builtins.__import__ = _confined_import
 
 _ns = {"__name__": "__main__"}
 _BANNER = "MicroPython v%d.%d.%d on unix port; vmmaker-sim board with %s" % (
@@ -212,12 +282,24 @@ def _run(src, name, mode, show):
 
 
 def _run_file(name):
+    # As a board's pyexec_file_if_exists(): no such file, or not a regular file (e.g. a
+    # directory called main.py), is skipped; the source is read as bytes, so bytes that are not
+    # UTF-8 do not stop the file (the board's lexer does not check them either). Any other
+    # failure to read it is printed like a traceback and the boot goes on to the REPL: the
+    # interpreter must not die here, or the board reboots for ever and mpremote never gets in.
     try:
-        os.stat(name)
+        if os.stat(name)[0] & 0xF000 != 0x8000:
+            return "O"
     except OSError:
         return "O"
-    with open(name) as f:
-        src = f.read()
+    try:
+        with open(name, "rb") as f:
+            src = f.read()
+    except Exception as e:
+        buf = io.StringIO()
+        sys.print_exception(e, buf)
+        sys.stdout.write(_strip(buf.getvalue()))
+        return "E"
     status = _run(src, name, "exec", True)[0]
     src = None
     return status

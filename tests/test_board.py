@@ -530,3 +530,90 @@ def test_cli_board_echo_shows_programs_not_tool_traffic(tmp_path):
             proc.wait()
     assert "hello from main" in out
     assert "TOOL-TRAFFIC" not in out and "raw REPL" not in out
+
+
+@pytest.mark.parametrize("case", ["main-is-dir", "boot-is-dir", "main-not-utf8",
+                                  "main-unreadable"])
+def test_unusable_boot_files_do_not_make_a_boot_loop(tmp_path, case):
+    """A main.py/boot.py that is a directory, is not UTF-8 or cannot be read: the board boots
+    once and reaches the REPL (as a board does), so mpremote can get in and fix it."""
+    flash = tmp_path / "flash"
+    flash.mkdir()
+    if case == "main-is-dir":
+        (flash / "main.py").mkdir()
+    elif case == "boot-is-dir":
+        (flash / "boot.py").mkdir()
+        (flash / "main.py").write_text("print('main ran')\n")
+    elif case == "main-not-utf8":
+        (flash / "main.py").write_bytes(b"print('main ran')\n# \xff\xfe not UTF-8\n")
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root reads a file without read permission")
+        (flash / "main.py").write_text("print('main ran')\n")
+        (flash / "main.py").chmod(0)
+    with Board(flash) as b:
+        b.wait_idle(10)
+        time.sleep(1.5)
+        assert b.boots == 1, b.console_text()
+        assert b.state == "idle"
+        text = b.console_text()
+        assert ">>> " in text
+        if case in ("boot-is-dir", "main-not-utf8"):
+            assert "main ran" in text
+        if case == "main-unreadable":
+            assert "OSError" in text and "EACCES" in text
+        assert "main.py" in mpr(b, "fs", "ls", ":/").stdout
+        mpr(b, "fs", "rm", "-r", ":/main.py")
+        assert not (flash / "main.py").exists()
+
+
+def test_flash_is_the_whole_filesystem(tmp_path):
+    """Paths that climb above the flash's root stay at the root, as on a board ('/..' is '/'):
+    mpremote's fs commands and device code never reach the host's files next to the flash."""
+    project = tmp_path / "project"
+    flash = project / "flash"
+    flash.mkdir(parents=True)
+    (project / "notes.txt").write_text("host file\n")
+    (project / "victim.txt").write_text("original\n")
+    (project / "host_module.py").write_text("print('host module imported')\n")
+    (flash / "on_flash.txt").write_text("flash file\n")
+    (flash / "sub").mkdir()
+    new = tmp_path / "new.txt"
+    new.write_text("written by mpremote\n")
+    with Board(flash) as b:
+        b.wait_idle(10)
+        def names(path):
+            return sorted(line.split()[-1] for line in
+                          mpr(b, "fs", "ls", path).stdout.splitlines()[1:] if line.strip())
+        assert names(":/..") == names(":/") == ["on_flash.txt", "sub/"]
+        assert names(":/sub/../../..") == ["on_flash.txt", "sub/"]
+        mpr(b, "fs", "cp", str(new), ":/../victim.txt")
+        assert (project / "victim.txt").read_text() == "original\n"
+        assert (flash / "victim.txt").read_text() == "written by mpremote\n"
+        r = mpr(b, "fs", "rm", ":/../notes.txt", check=False)
+        assert r.returncode != 0
+        assert (project / "notes.txt").exists()
+        assert "host file" not in mpr(b, "fs", "cat", ":/../notes.txt", check=False).stdout
+        mpr(b, "fs", "mkdir", ":/../made")
+        assert (flash / "made").is_dir() and not (project / "made").exists()
+        mpr(b, "fs", "rmdir", ":../../made")
+        assert not (flash / "made").exists()
+        r = mpr(b, "exec",
+                "import os\nos.chdir('/..')\nprint('cwd', os.getcwd())\n"
+                "os.chdir('sub')\nos.chdir('../../..')\nprint('cwd', os.getcwd())\n"
+                "open('../../x.txt', 'w').write('x')\n"
+                "print('same', sorted(os.listdir('/sub/../..')) == sorted(os.listdir('/')))\n"
+                "print('ilist', sorted(e[0] for e in os.ilistdir(b'/..')))\n"
+                "os.rename('/../x.txt', '../../sub/y.txt')\n"
+                "try:\n    os.stat('/../notes.txt')\nexcept OSError as e:\n    print('stat', e)\n"
+                "os.remove('../sub/y.txt')\nimport sys\nsys.path.append('/..')\n"
+                "try:\n    import host_module\nexcept ImportError:\n    print('no import')\n"
+                "print('done')")
+        out = r.stdout
+        assert out.count("cwd /\n") + out.count("cwd /\r\n") == 2, out
+        assert "same True" in out and "stat [Errno 2] ENOENT" in out and "done" in out
+        assert "no import" in out and "host module imported" not in out
+        assert "ilist ['on_flash.txt', 'sub', 'victim.txt', 'x.txt']" in out, out
+        assert not (project / "x.txt").exists() and not (tmp_path / "x.txt").exists()
+        assert sorted(os.listdir(flash / "sub")) == []
+    assert sorted(os.listdir(project)) == ["flash", "host_module.py", "notes.txt", "victim.txt"]

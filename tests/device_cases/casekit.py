@@ -12,6 +12,32 @@ class Fail(Exception):
     pass
 
 
+class FakeClock:
+    """Fake time for the policy and the client (no sleeping in tests): sleep_ms() advances
+    it and is recorded in .slept; wall_time() is Unix seconds, `wall` at the start."""
+
+    def __init__(self, t=1000000, wall=1700000000):
+        self.t0 = self.t = t
+        self.wall = wall
+        self.slept = []
+
+    def ticks_ms(self):
+        return self.t
+
+    def ticks_diff(self, a, b):
+        return a - b
+
+    def ticks_add(self, a, b):
+        return a + b
+
+    def sleep_ms(self, ms):
+        self.slept.append(ms)
+        self.t += ms
+
+    def wall_time(self):
+        return self.wall + (self.t - self.t0) // 1000
+
+
 def case(name):
     def deco(fn):
         CASES.append((name, fn))

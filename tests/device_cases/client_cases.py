@@ -1,6 +1,6 @@
 # The Client's own logic against an in-process fake transport: redirects and the
 # allow-list, credentials, idempotency keys, token refresh, failover and response metadata.
-from casekit import case, table, eq, ok, raises, run, Fail
+from casekit import case, table, eq, ok, raises, run, Fail, FakeClock
 import vmmaker
 from vmmaker import httpcodec
 from vmmaker.errors import (ConfigError, AuthError, RedirectError, ConnectError, RequestTimeout,
@@ -12,26 +12,8 @@ DE1 = "api-de.vmmaker.com"
 OWN, OWNB = "api.vmmaker.com.tr", "backup-api.vmmaker.com.tr"
 
 
-class Clock:
-    def __init__(self):
-        self.t = 5000000
-        self.slept = []
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def ticks_add(self, a, b):
-        return a + b
-
-    def sleep_ms(self, ms):
-        self.slept.append(ms)
-        self.t += ms
-
-    def wall_time(self):
-        return 1700000000 + self.t // 1000
+def Clock():
+    return FakeClock(t=5000000)
 
 
 def A(status, headers=None, body=b""):

@@ -1,32 +1,9 @@
 # The sans-IO failover policy as table tests: a fake clock, a fixed random source, no
 # sockets and no sleeping. Rows follow docs/PROTOCOL.md "Reasons and what the SDK does".
-from casekit import case, table, eq, ok, run
+from casekit import case, table, eq, ok, run, FakeClock as Clock
 from vmmaker import endpoints
 from vmmaker import policy as P
 
-
-class Clock:
-    """Fake time: sleep_ms advances it. wall_time is Unix seconds (for HTTP-date)."""
-
-    def __init__(self, t=1000000, wall=1700000000):
-        self.t = t
-        self.wall = wall
-
-    def ticks_ms(self):
-        return self.t
-
-    def ticks_diff(self, a, b):
-        return a - b
-
-    def ticks_add(self, a, b):
-        return a + b
-
-    def sleep_ms(self, ms):
-        self.t += ms
-        self.wall += ms // 1000
-
-    def wall_time(self):
-        return self.wall
 
 
 def fixed(x):

@@ -5,7 +5,6 @@ from vmmaker import endpoints
 from vmmaker import policy as P
 
 
-
 def fixed(x):
     return lambda: x
 

@@ -13,8 +13,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "firmware" / "vmmaker"
-# CPython-only helpers never go to a board.
-HOST_ONLY = {"requests_transport.py"}
 
 
 def mpy_cross_path():
@@ -25,7 +23,7 @@ def mpy_cross_path():
 
 
 def sources(package=PACKAGE):
-    return sorted(p for p in package.glob("*.py") if p.name not in HOST_ONLY)
+    return sorted(package.glob("*.py"))
 
 
 def compile_into(out, package=PACKAGE, extra_args=()):

@@ -1,4 +1,4 @@
-"""vmmaker.requests_transport.RequestsTransport (CPython only): the Client over `requests`.
+"""host_sim.requests_transport.RequestsTransport (CPython only): the Client over `requests`.
 
 `responses` mocks requests for the failover logic; a real loopback TLS server (trustme CA)
 checks the 'ca' pinning, since responses never does TLS.
@@ -6,6 +6,7 @@ checks the 'ca' pinning, since responses never does TLS.
 import http.server
 import json
 import ssl
+import os
 import subprocess
 import sys
 import threading
@@ -21,7 +22,7 @@ sys.path.insert(0, str(FIRMWARE))
 import vmmaker  # noqa: E402
 from vmmaker.errors import (AuthError, BodyTooLarge, ConfigError, ConnectError,  # noqa: E402
                             ProtocolError, RedirectError, RequestTimeout, TLSError)
-from vmmaker.requests_transport import RequestsTransport  # noqa: E402
+from host_sim.requests_transport import RequestsTransport  # noqa: E402
 
 KEY = "SECRET-KEY-123"
 PRI = "https://api-tr.vmmaker.com"
@@ -49,9 +50,9 @@ def urls():
 def test_no_ca_needed_and_requests_imported_lazily():
     c = vmmaker.Client(region="tr", api_key=KEY, transport=RequestsTransport())
     assert c.plan[0].host == "api-tr.vmmaker.com"
-    code = ("import sys; import vmmaker, vmmaker.requests_transport; "
+    code = ("import sys; import vmmaker, host_sim.requests_transport; "
             "print('requests' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": str(FIRMWARE)},
+    out = subprocess.run([sys.executable, "-c", code], env={"PYTHONPATH": os.pathsep.join([str(FIRMWARE), str(FIRMWARE.parent)])},
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

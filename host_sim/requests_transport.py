@@ -1,10 +1,10 @@
 # CPython-only transport over `requests`, for host tools and services that already use
-# it (never deployed to a board: host_sim/mpybuild.py skips this file). Same send()
+# it. It lives on the host side (a board has no `requests`), next to the simulator. Same send()
 # contract as transport.SocketTransport: the Client still does redirects, failover and
 # credentials; this only moves one request and maps errors to vmmaker's, with .sent set.
 import time
 
-from .errors import (ConfigError, ConnectError, RequestTimeout, TLSError, ProtocolError,
+from vmmaker.errors import (ConfigError, ConnectError, RequestTimeout, TLSError, ProtocolError,
                      BodyTooLarge, VMMakerError)
 
 
